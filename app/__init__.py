@@ -1,0 +1,1 @@
+"""tag2mask service: REST API, domain tables, blob store and CLI."""

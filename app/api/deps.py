@@ -1,0 +1,71 @@
+"""FastAPI dependencies: the request's unit of work, settings, blobs and the caller's key."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.blobs import BlobStore
+from app.services.keys import authenticate
+from app.services.scope import Principal
+from app.settings import Settings
+from app.unit_of_work import UnitOfWork
+
+
+def get_uow(request: Request) -> Iterator[UnitOfWork]:
+    """Commit when the route returns (before the response is sent), roll back on error."""
+    uow = UnitOfWork(request.app.state.sessionmaker, request.app.state.blobs)
+    try:
+        yield uow
+        uow.commit()
+    except BaseException:
+        uow.rollback()
+        raise
+    finally:
+        uow.close()
+
+
+UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
+
+
+def get_session(uow: UowDep) -> Session:
+    return uow.session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_settings_dep(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
+
+
+def get_blobs(request: Request) -> BlobStore:
+    return request.app.state.blobs
+
+
+BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
+
+
+def current_principal(request: Request, session: SessionDep) -> Principal:
+    return authenticate(session, request.headers.get("authorization"))
+
+
+CurrentKey = Annotated[Principal, Depends(current_principal)]
+
+
+def require_role(role: str) -> Callable[[Principal], Principal]:
+    def _check(who: CurrentKey) -> Principal:
+        who.require(role)
+        return who
+
+    return _check
+
+
+Annotator = Annotated[Principal, Depends(require_role("annotator"))]
+Admin = Annotated[Principal, Depends(require_role("admin"))]

@@ -1,0 +1,41 @@
+"""Liveness, readiness and Prometheus metrics (no key needed)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+
+from app.errors import error_response
+from app.migrate import schema_is_current
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", response_model=None)
+def readyz(request: Request) -> dict[str, str] | Response:
+    """Ready when the database answers and its schema is at the newest migration."""
+    engine = request.app.state.engine
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        current = schema_is_current(engine)
+    except Exception as e:
+        return error_response(
+            503, "not_ready", f"The database does not answer: {type(e).__name__}."
+        )
+    if not current:
+        return error_response(
+            503, "not_ready", "The database schema is not at the newest migration."
+        )
+    return {"status": "ready"}
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    return Response(generate_latest(request.app.state.registry), media_type=CONTENT_TYPE_LATEST)

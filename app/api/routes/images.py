@@ -1,0 +1,174 @@
+"""Image upload (single and batch), listing, metadata, bytes, tags and deletion."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
+from fastapi.responses import JSONResponse
+
+from app.api.deps import Annotator, CurrentKey, SessionDep, SettingsDep, UowDep
+from app.api.http_cache import cached_bytes, etag_for
+from app.errors import ApiError, ValidationFailed, error_body
+from app.schemas.common import Page
+from app.schemas.image import BatchItem, BatchResult, ImageOut, TagsIn
+from app.services import images as svc
+from app.services.projects import get_project_or_raise
+from app.services.tags import parse_tags
+from app.unit_of_work import Savepoint
+
+router = APIRouter(tags=["images"])
+
+
+@router.post("/v1/projects/{project_id}/images", status_code=201, response_model=ImageOut)
+def upload_image(
+    project_id: int,
+    uow: UowDep,
+    settings: SettingsDep,
+    who: Annotator,
+    file: Annotated[UploadFile, File()],
+    tags: Annotated[str | None, Form()] = None,
+    mask: Annotated[UploadFile | None, File()] = None,
+) -> ImageOut | JSONResponse:
+    project = get_project_or_raise(uow.session, project_id, who)
+    upload = svc.Upload(
+        filename=file.filename or "upload",
+        data=file.file.read(),
+        tags=parse_tags(tags),
+        mask=mask.file.read() if mask is not None else None,
+    )
+    image, created = svc.upload_image(uow, project, upload, max_pixels=settings.max_image_pixels)
+    view = svc.image_view(uow.session, image)
+    if created:
+        return view
+    return JSONResponse(view.model_dump(mode="json"), status_code=200)
+
+
+def _parse_manifest(raw: str) -> dict[str, dict[str, object]]:
+    try:
+        manifest = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise ValidationFailed(
+            f"manifest is not valid JSON: {e.msg}.", {"field": "manifest"}
+        ) from e
+    if not isinstance(manifest, dict):
+        raise ValidationFailed("manifest must be an object {filename: {tags, mask?}}.")
+    for name, entry in manifest.items():
+        if not isinstance(entry, dict):
+            raise ValidationFailed(f"manifest entry {name!r} must be an object.")
+        unknown = set(entry) - {"tags", "mask"}
+        if unknown:
+            raise ValidationFailed(f"manifest entry {name!r} has unknown fields {sorted(unknown)}.")
+        tags = entry.get("tags", [])
+        if isinstance(tags, str):
+            tags = parse_tags(tags)
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ValidationFailed(f"manifest entry {name!r}: tags must be a list of names.")
+        entry["tags"] = tags
+        if "mask" in entry and not isinstance(entry["mask"], str):
+            raise ValidationFailed(f"manifest entry {name!r}: mask must be a filename.")
+    return manifest
+
+
+@router.post("/v1/projects/{project_id}/images/batch", response_model=BatchResult)
+def upload_batch(
+    project_id: int,
+    uow: UowDep,
+    settings: SettingsDep,
+    who: Annotator,
+    files: Annotated[list[UploadFile], File()],
+    manifest: Annotated[str, Form()],
+) -> BatchResult:
+    """Each manifest entry is stored whole or not at all; one bad image spoils no other."""
+    project = get_project_or_raise(uow.session, project_id, who)
+    entries = _parse_manifest(manifest)
+    by_name: dict[str, bytes] = {}
+    for f in files:
+        name = f.filename or ""
+        if name in by_name:
+            raise ValidationFailed(f"Two files are named {name!r}.")
+        by_name[name] = f.file.read()
+    items: list[BatchItem] = []
+    for name, entry in entries.items():
+        try:
+            with Savepoint(uow):
+                if name not in by_name:
+                    raise ValidationFailed(f"{name!r} is in the manifest but was not uploaded.")
+                mask_name = entry.get("mask")
+                if mask_name is not None and mask_name not in by_name:
+                    raise ValidationFailed(f"mask {mask_name!r} of {name!r} was not uploaded.")
+                upload = svc.Upload(
+                    filename=name,
+                    data=by_name[name],
+                    tags=list(entry["tags"]),  # type: ignore[arg-type]
+                    mask=by_name[mask_name] if mask_name is not None else None,  # type: ignore[index]
+                )
+                image, created = svc.upload_image(
+                    uow, project, upload, max_pixels=settings.max_image_pixels
+                )
+                view = svc.image_view(uow.session, image)
+            items.append(
+                BatchItem(filename=name, status="created" if created else "exists", image=view)
+            )
+        except ApiError as e:
+            items.append(
+                BatchItem(
+                    filename=name,
+                    status="error",
+                    error=error_body(e.code, e.message, e.detail)["error"],
+                )
+            )
+    return BatchResult(items=items)
+
+
+@router.get("/v1/projects/{project_id}/images", response_model=Page[ImageOut])
+def list_images(
+    project_id: int,
+    session: SessionDep,
+    who: CurrentKey,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: str | None = None,
+    tag: str | None = None,
+    has_human_mask: bool | None = None,
+    has_pseudo_mask: bool | None = None,
+    review_state: Literal["pending", "accepted", "rejected"] | None = None,
+) -> Page[ImageOut]:
+    project = get_project_or_raise(session, project_id, who)
+    flt = svc.ImageFilter(
+        tag=tag,
+        has_human_mask=has_human_mask,
+        has_pseudo_mask=has_pseudo_mask,
+        review_state=review_state,
+    )
+    rows, next_cursor = svc.list_images(session, project, flt, limit=limit, cursor=cursor)
+    return Page[ImageOut](items=svc.image_views(session, rows), next_cursor=next_cursor)
+
+
+@router.get("/v1/images/{image_id}", response_model=ImageOut)
+def get_image(image_id: int, session: SessionDep, who: CurrentKey) -> ImageOut:
+    return svc.image_view(session, svc.get_image_or_raise(session, image_id, who))
+
+
+@router.get("/v1/images/{image_id}/file")
+def get_image_file(
+    image_id: int, request: Request, session: SessionDep, who: CurrentKey
+) -> Response:
+    image = svc.get_image_or_raise(session, image_id, who)
+    blobs = request.app.state.blobs
+    return cached_bytes(
+        request, lambda: blobs.get(image.blob_key), etag_for(image.blob_key), image.content_type
+    )
+
+
+@router.put("/v1/images/{image_id}/tags", response_model=ImageOut)
+def put_tags(image_id: int, body: TagsIn, session: SessionDep, who: Annotator) -> ImageOut:
+    image = svc.get_image_or_raise(session, image_id, who)
+    project = get_project_or_raise(session, image.project_id, who)
+    return svc.image_view(session, svc.set_tags(session, image, project, body.tags))
+
+
+@router.delete("/v1/images/{image_id}", status_code=204)
+def delete_image(image_id: int, uow: UowDep, who: Annotator) -> Response:
+    svc.delete_image(uow, svc.get_image_or_raise(uow.session, image_id, who))
+    return Response(status_code=204)

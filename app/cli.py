@@ -1,0 +1,92 @@
+"""The `tag2mask` console script: serve, migrate, keys."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from app.db import make_engine, make_sessionmaker, session_scope
+from app.migrate import upgrade_head
+from app.services.keys import create_key, has_any_admin
+from app.settings import Settings
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    settings = Settings()
+    settings.ensure_dirs()
+    upgrade_head(settings.db_url)
+    engine = make_engine(settings.db_url, pool_size=1)
+    try:
+        with session_scope(make_sessionmaker(engine)) as s:
+            secret = None if has_any_admin(s) else create_key(s, "admin", name="first admin")[1]
+    finally:
+        engine.dispose()
+    if secret is not None:
+        print(f"First start: created an admin API key (shown once):\n{secret}", flush=True)
+    where = "SQLite" if settings.is_sqlite else "PostgreSQL"
+    print(f"tag2mask on http://{args.host}:{args.port} ({where}, data in {settings.data_dir})",
+          file=sys.stderr, flush=True)
+    uvicorn.run(
+        "app.main:create_app", factory=True, host=args.host, port=args.port,
+        workers=args.workers, log_level=args.log_level,
+    )
+    return 0
+
+
+def _cmd_migrate(_args: argparse.Namespace) -> int:
+    settings = Settings()
+    settings.ensure_dirs()
+    upgrade_head(settings.db_url)
+    return 0
+
+
+def _cmd_keys_create(args: argparse.Namespace) -> int:
+    """Print the new key, and nothing else, on stdout."""
+    settings = Settings()
+    settings.ensure_dirs()
+    upgrade_head(settings.db_url)
+    engine = make_engine(settings.db_url, pool_size=1)
+    try:
+        with session_scope(make_sessionmaker(engine)) as s:
+            _, secret = create_key(s, args.role, args.project, args.name)
+    except Exception as e:  # an ApiError (unknown project) or a database error
+        print(f"error: {getattr(e, 'message', e)}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(secret)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tag2mask", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the API (embedded default: SQLite + local blobs)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1)
+    serve.add_argument("--log-level", default="info")
+    serve.set_defaults(func=_cmd_serve)
+
+    migrate = sub.add_parser("migrate", help="bring the database schema to the newest version")
+    migrate.set_defaults(func=_cmd_migrate)
+
+    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
+    create = keys.add_parser("create", help="create a key and print it (once)")
+    create.add_argument("--role", required=True, choices=["admin", "annotator", "viewer"])
+    create.add_argument("--project", type=int, default=None, help="limit the key to one project")
+    create.add_argument("--name", default=None)
+    create.set_defaults(func=_cmd_keys_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""The ASGI application: create_app(settings) wires engine, sessions, blobs and routers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from prometheus_client import CollectorRegistry
+from sqlalchemy import func, select
+
+from app.api.routes import health, images, masks, projects
+from app.blobs import LocalBlobStore
+from app.db import make_engine, make_sessionmaker
+from app.errors import install_error_handlers
+from app.limits import BodySizeLimit
+from app.metrics import HttpMetrics, JobCollector
+from app.settings import Settings, get_settings
+from app.tables import Job
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app for `settings` (the environment's when None). Nothing happens at import."""
+    settings = settings or get_settings()
+    settings.ensure_dirs()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        app.state.engine.dispose()
+
+    app = FastAPI(title="tag2mask", version="1", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = make_engine(settings.db_url, pool_size=settings.db_pool_size)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.blobs = LocalBlobStore(settings.blob_dir)
+    app.state.registry = registry = CollectorRegistry()
+
+    def count_jobs() -> list[tuple[str, str, int]]:
+        with app.state.sessionmaker() as s:
+            rows = s.execute(
+                select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+            )
+            return [(k, st, n) for k, st, n in rows]
+
+    registry.register(JobCollector(count_jobs))
+
+    install_error_handlers(app)
+    for router in (health.router, projects.router, images.router, masks.router):
+        app.include_router(router)
+
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_credentials=False,
+            allow_methods=["*"],
+            allow_headers=["*"],
+            expose_headers=["ETag", "Location", "X-Mask-Id"],
+        )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(HttpMetrics, registry=registry)
+    return app

@@ -1,0 +1,1 @@
+"""Pydantic request and response types of the REST contract."""

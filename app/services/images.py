@@ -1,0 +1,220 @@
+"""Images: upload (deduplicated by content), listing, tags, deletion."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import delete, exists, select
+from sqlalchemy.orm import Session, selectinload
+
+from app.errors import NotFound, ValidationFailed
+from app.imaging import decode_mask, encode_png, probe_image
+from app.schemas.image import ImageOut
+from app.services.projects import get_project_or_raise
+from app.services.scope import Principal
+from app.services.tags import resolve_tags
+from app.tables import Image, Mask, Project, image_tags
+from app.unit_of_work import UnitOfWork
+
+MAX_FILENAME = 500
+
+
+@dataclass
+class Upload:
+    filename: str
+    data: bytes
+    tags: list[str]
+    mask: bytes | None = None
+
+
+def get_image_or_raise(session: Session, image_id: int, who: Principal) -> Image:
+    image = session.scalar(
+        select(Image).where(Image.id == image_id).options(selectinload(Image.tags))
+    )
+    if image is None or not who.can_see(image.project_id):
+        raise NotFound(f"Image {image_id} does not exist.")
+    return image
+
+
+def upload_image(
+    uow: UnitOfWork, project: Project, upload: Upload, *, max_pixels: int
+) -> tuple[Image, bool]:
+    """Store one image with its tags and optional human mask; returns (image, created).
+
+    The same bytes already in the project return the existing image unchanged.
+    Everything is checked before anything is written.
+    """
+    session = uow.session
+    sha = hashlib.sha256(upload.data).hexdigest()
+    categories = resolve_tags(project, upload.tags)
+    existing = session.scalar(
+        select(Image)
+        .where(Image.project_id == project.id, Image.sha256 == sha)
+        .options(selectinload(Image.tags))
+    )
+    if existing is not None:
+        return existing, False
+    info = probe_image(upload.data, max_pixels)
+    mask_png = None
+    if upload.mask is not None:
+        arr = decode_mask(
+            upload.mask,
+            width=info.width,
+            height=info.height,
+            num_classes=len(project.categories),
+            max_pixels=max_pixels,
+        )
+        mask_png = encode_png(arr)
+    key = uow.put_blob(upload.data)
+    image = Image(
+        project_id=project.id,
+        sha256=sha,
+        width=info.width,
+        height=info.height,
+        blob_key=key,
+        filename=clean_filename(upload.filename),
+        content_type=info.content_type,
+        size_bytes=len(upload.data),
+    )
+    image.tags = categories
+    session.add(image)
+    session.flush()
+    if mask_png is not None:
+        session.add(
+            Mask(
+                image_id=image.id,
+                source="human",
+                blob_key=uow.put_blob(mask_png),
+                review_state="accepted",
+                stats={},
+            )
+        )
+        session.flush()
+    return image, True
+
+
+def clean_filename(name: str | None) -> str:
+    """Keep only the last path component: a filename is metadata, never a path."""
+    base = (name or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    return (base or "upload")[:MAX_FILENAME]
+
+
+def set_tags(session: Session, image: Image, project: Project, names: list[str]) -> Image:
+    image.tags = resolve_tags(project, names)
+    session.flush()
+    return image
+
+
+def delete_image(uow: UnitOfWork, image: Image) -> None:
+    """Delete the image row and its masks; their blobs go after commit if nothing else uses them."""
+    session = uow.session
+    keys = [image.blob_key]
+    for blob_key, conf_key in session.execute(
+        select(Mask.blob_key, Mask.confidence_key).where(Mask.image_id == image.id)
+    ):
+        keys.append(blob_key)
+        if conf_key:
+            keys.append(conf_key)
+    session.execute(delete(Mask).where(Mask.image_id == image.id))
+    session.delete(image)
+    session.flush()
+    uow.release_blobs_after_commit(keys)
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if not cursor:
+        return 0
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValidationFailed("cursor is not valid.", {"field": "cursor"}) from e
+    if value < 0:
+        raise ValidationFailed("cursor is not valid.", {"field": "cursor"})
+    return value
+
+
+@dataclass
+class ImageFilter:
+    tag: str | None = None
+    has_human_mask: bool | None = None
+    has_pseudo_mask: bool | None = None
+    review_state: str | None = None
+
+
+def _has_mask(source: str, review_state: str | None = None):
+    cond = (Mask.image_id == Image.id) & (Mask.source == source)
+    if review_state is not None:
+        cond = cond & (Mask.review_state == review_state)
+    return exists().where(cond)
+
+
+def list_images(
+    session: Session, project: Project, flt: ImageFilter, *, limit: int, cursor: str | None
+) -> tuple[list[Image], str | None]:
+    """A keyset page of the project's images in id order, and the cursor of the next page."""
+    after = decode_cursor(cursor)
+    stmt = select(Image).where(Image.project_id == project.id, Image.id > after)
+    if flt.tag is not None:
+        cat = next((c for c in project.categories if c.name == flt.tag), None)
+        if cat is None:
+            resolve_tags(project, [flt.tag])  # raises unknown_tag
+            raise AssertionError
+        stmt = stmt.where(
+            exists().where(
+                (image_tags.c.image_id == Image.id) & (image_tags.c.category_id == cat.id)
+            )
+        )
+    if flt.has_human_mask is not None:
+        cond = _has_mask("human")
+        stmt = stmt.where(cond if flt.has_human_mask else ~cond)
+    if flt.has_pseudo_mask is not None:
+        cond = _has_mask("pseudo")
+        stmt = stmt.where(cond if flt.has_pseudo_mask else ~cond)
+    if flt.review_state is not None:
+        stmt = stmt.where(_has_mask("pseudo", flt.review_state))
+    rows = list(
+        session.scalars(stmt.order_by(Image.id).limit(limit + 1).options(selectinload(Image.tags)))
+    )
+    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
+    return rows[:limit], next_cursor
+
+
+def image_views(session: Session, images: list[Image]) -> list[ImageOut]:
+    """Wire form of images, with mask flags fetched in one query for the whole page."""
+    ids = [im.id for im in images]
+    flags: dict[int, set[str]] = {i: set() for i in ids}
+    if ids:
+        for image_id, source in session.execute(
+            select(Mask.image_id, Mask.source).where(Mask.image_id.in_(ids)).distinct()
+        ):
+            flags[image_id].add(source)
+    return [
+        ImageOut(
+            id=im.id,
+            project_id=im.project_id,
+            sha256=im.sha256,
+            width=im.width,
+            height=im.height,
+            filename=im.filename,
+            tags=[c.name for c in im.tags],
+            has_human_mask="human" in flags[im.id],
+            has_pseudo_mask="pseudo" in flags[im.id],
+            created_at=im.created_at,
+        )
+        for im in images
+    ]
+
+
+def image_view(session: Session, image: Image) -> ImageOut:
+    return image_views(session, [image])[0]
+
+
+def project_of(session: Session, image: Image, who: Principal) -> Project:
+    return get_project_or_raise(session, image.project_id, who)

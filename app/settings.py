@@ -1,0 +1,79 @@
+"""Service configuration from the environment (prefix TAG2MASK_), validated on load."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the API, the workers and the CLI read from the environment.
+
+    The defaults give the embedded mode: a SQLite file and blobs under ./tag2mask-data,
+    jobs on an in-process thread.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TAG2MASK_", env_file=None, extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in the data dir"
+    )
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Path("./tag2mask-data")
+    job_runner: Literal["thread", "celery"] = "thread"
+    max_upload_bytes: int = Field(default=50_000_000, gt=0)
+    max_image_pixels: int = Field(default=50_000_000, gt=0)
+    cors_origins: list[str] = Field(default_factory=list)
+    job_queue: str = "gpu"
+    job_heartbeat_s: float = Field(default=5.0, gt=0)
+    job_stale_after_s: float = Field(default=120.0, gt=0)
+    job_queued_timeout_s: float = Field(default=300.0, gt=0)
+    job_max_attempts: int = Field(default=3, ge=1)
+    reaper_interval_s: float = Field(default=30.0, gt=0)
+    db_pool_size: int = Field(default=10, ge=1)
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_driver(cls, url: str | None) -> str | None:
+        """Use psycopg 3 for PostgreSQL whatever spelling the user gave."""
+        if url is None:
+            return None
+        for prefix in ("postgres://", "postgresql://", "postgresql+psycopg2://"):
+            if url.startswith(prefix):
+                return "postgresql+psycopg://" + url[len(prefix) :]
+        return url
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        self.data_dir = self.data_dir.expanduser().resolve()
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.data_dir / 'tag2mask.db'}"
+        return self
+
+    @property
+    def db_url(self) -> str:
+        """The resolved database URL (never None after validation)."""
+        assert self.database_url is not None
+        return self.database_url
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.data_dir / "blobs"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.db_url.startswith("sqlite")
+
+    def ensure_dirs(self) -> None:
+        """Create the data and blob directories (called at start-up, not at import)."""
+        self.blob_dir.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the process environment, built once."""
+    return Settings()

@@ -1,0 +1,16 @@
+"""Fixtures for the whole suite live in tests/fixtures/; imported here so pytest finds them."""
+
+from tests.fixtures.app import admin, client, make_client, make_settings, new_key, settings
+from tests.fixtures.db import db_url, pg_url, sqlite_url
+
+__all__ = [
+    "admin",
+    "client",
+    "db_url",
+    "make_client",
+    "make_settings",
+    "new_key",
+    "pg_url",
+    "settings",
+    "sqlite_url",
+]
