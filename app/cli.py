@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from app import cli_jobs
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.migrate import upgrade_head
 from app.services.keys import create_key, has_any_admin
@@ -26,11 +27,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     if secret is not None:
         print(f"First start: created an admin API key (shown once):\n{secret}", flush=True)
     where = "SQLite" if settings.is_sqlite else "PostgreSQL"
-    print(f"tag2mask on http://{args.host}:{args.port} ({where}, data in {settings.data_dir})",
-          file=sys.stderr, flush=True)
+    print(
+        f"tag2mask on http://{args.host}:{args.port} ({where}, data in {settings.data_dir})",
+        file=sys.stderr,
+        flush=True,
+    )
     uvicorn.run(
-        "app.main:create_app", factory=True, host=args.host, port=args.port,
-        workers=args.workers, log_level=args.log_level,
+        "app.main:create_app",
+        factory=True,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        log_level=args.log_level,
     )
     return 0
 
@@ -60,6 +68,47 @@ def _cmd_keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_worker(args: argparse.Namespace) -> int:
+    """A Celery worker on the job queue, with the reaper loop in this (parent) process."""
+    import logging
+
+    from worker.celery_app import make_celery
+    from worker.context import WorkerContext
+    from worker.reaper import ReaperThread
+    from worker.runner import CeleryRunner
+
+    logging.basicConfig(
+        level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    settings = Settings()
+    settings.ensure_dirs()
+    upgrade_head(settings.db_url)
+    reaper_ctx = WorkerContext.from_settings(settings)
+    reaper = ReaperThread(reaper_ctx, CeleryRunner(settings).enqueue, settings.reaper_interval_s)
+    reaper.start()
+    argv = [
+        "worker",
+        "-Q",
+        settings.job_queue,
+        "-c",
+        str(args.concurrency),
+        "-P",
+        args.pool,
+        "--loglevel",
+        args.loglevel,
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if args.hostname:
+        argv += ["-n", args.hostname]
+    try:
+        make_celery(settings).worker_main(argv)
+    finally:
+        reaper.stop()
+        reaper_ctx.dispose()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tag2mask", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     migrate = sub.add_parser("migrate", help="bring the database schema to the newest version")
     migrate.set_defaults(func=_cmd_migrate)
+
+    worker = sub.add_parser("worker", help="run a Celery job worker (GPU when present)")
+    worker.add_argument("--concurrency", type=int, default=1)
+    worker.add_argument("--pool", default="prefork", choices=["prefork", "solo", "threads"])
+    worker.add_argument("--loglevel", default="info")
+    worker.add_argument("--hostname", default=None)
+    worker.set_defaults(func=_cmd_worker)
+
+    cli_jobs.add_parser(sub)
 
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
     create = keys.add_parser("create", help="create a key and print it (once)")

@@ -10,7 +10,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 from sqlalchemy import func, select
 
-from app.api.routes import health, images, masks, projects
+from app.api.routes import health, images, jobs, masks, projects
 from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
@@ -18,6 +18,8 @@ from app.limits import BodySizeLimit
 from app.metrics import HttpMetrics, JobCollector
 from app.settings import Settings, get_settings
 from app.tables import Job
+from worker.context import WorkerContext
+from worker.runner import make_runner
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -27,8 +29,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        yield
-        app.state.engine.dispose()
+        app.state.runner.start()
+        try:
+            yield
+        finally:
+            app.state.runner.shutdown()
+            app.state.worker_ctx.dispose()
+            app.state.engine.dispose()
 
     app = FastAPI(title="tag2mask", version="1", lifespan=lifespan)
     app.state.settings = settings
@@ -36,6 +43,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.blobs = LocalBlobStore(settings.blob_dir)
     app.state.registry = registry = CollectorRegistry()
+    app.state.worker_ctx = WorkerContext.from_settings(settings)
+    app.state.runner = make_runner(settings, app.state.worker_ctx)
 
     def count_jobs() -> list[tuple[str, str, int]]:
         with app.state.sessionmaker() as s:
@@ -47,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry.register(JobCollector(count_jobs))
 
     install_error_handlers(app)
-    for router in (health.router, projects.router, images.router, masks.router):
+    for router in (health.router, projects.router, images.router, masks.router, jobs.router):
         app.include_router(router)
 
     if settings.cors_origins:

@@ -1,6 +1,7 @@
 """Fixtures for the whole suite live in tests/fixtures/; imported here so pytest finds them."""
 
 from tests.fixtures.app import admin, client, make_client, make_settings, new_key, settings
+from tests.fixtures.celery import redis_url, settings_env, start_worker
 from tests.fixtures.db import db_url, pg_url, sqlite_url
 
 __all__ = [
@@ -11,6 +12,9 @@ __all__ = [
     "make_settings",
     "new_key",
     "pg_url",
+    "redis_url",
     "settings",
+    "settings_env",
     "sqlite_url",
+    "start_worker",
 ]

@@ -1,0 +1,1 @@
+"""Job execution: runners (Celery, in-process thread), the job function, kinds, reaper."""

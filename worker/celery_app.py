@@ -1,0 +1,43 @@
+"""The Celery app, built from Settings: Redis broker, queue `gpu`, one task at a time.
+
+Late acks with reject-on-worker-lost and prefetch 1: a message is acknowledged only after
+its job ran, and a worker holds at most one job it has not started. No result backend:
+the database holds every job's state.
+"""
+
+from __future__ import annotations
+
+from celery import Celery, Task
+
+from app.settings import Settings
+from worker.context import process_context
+from worker.execute import WORKER_NAME, run_job
+
+TASK_NAME = "tag2mask.run_job"
+# An unacknowledged message comes back after this long; jobs are safe to run twice, and
+# the reaper re-sends lost jobs much sooner through their heartbeat.
+VISIBILITY_TIMEOUT_S = 6 * 3600
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("tag2mask", broker=settings.redis_url, set_as_current=False)
+    app.conf.update(
+        task_default_queue=settings.job_queue,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        result_backend=None,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_S},
+        worker_hijack_root_logger=False,
+        worker_send_task_events=False,
+    )
+
+    @app.task(name=TASK_NAME, ignore_result=True, bind=True)
+    def run_job_task(self: Task, job_id: int) -> str:
+        # Each (forked) worker process builds its own engine on first use.
+        worker = self.request.hostname or WORKER_NAME
+        return run_job(process_context(settings), int(job_id), worker=worker)
+
+    return app

@@ -1,0 +1,187 @@
+"""The one job function every runner calls: claim, run the kind, finish.
+
+Claiming is a conditional UPDATE from `queued` that bumps the attempt number, so a
+re-delivered message for a job that is running or finished does nothing, and two
+workers never run one job at once. Finishing is guarded by the same attempt number.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy import select, update
+
+from app.tables import Job, JobEvent, utcnow
+from worker.checkpoints import StageCheckpoints
+from worker.context import WorkerContext
+from worker.job_context import JobCancelled, JobContext
+from worker.kinds import InvalidParams, get_kind
+from worker.progress import ClaimLost, Heartbeat, JobReporter, WorkerShutdown
+
+log = logging.getLogger(__name__)
+WORKER_NAME = f"{socket.gethostname()}"
+
+
+def claim(ctx: WorkerContext, job_id: int, worker: str) -> int | None:
+    """Move a queued job to running; returns this attempt's number, or None if not ours."""
+    now = utcnow()
+    with ctx.sessionmaker.begin() as s:
+        attempt = s.scalar(
+            update(Job)
+            .where(
+                Job.id == job_id,
+                Job.status == "queued",
+                Job.attempts < ctx.settings.job_max_attempts,
+            )
+            .values(
+                status="running",
+                attempts=Job.attempts + 1,
+                started_at=now,
+                heartbeat_at=now,
+                worker=worker,
+                progress=0.0,
+                error=None,
+            )
+            .returning(Job.attempts)
+        )
+        if attempt is not None:
+            s.add(
+                JobEvent(
+                    job_id=job_id,
+                    level="info",
+                    message=f"attempt {attempt} started",
+                    data={"attempt": attempt, "worker": worker},
+                )
+            )
+            return int(attempt)
+        # Queued but out of attempts: it can never run, so say so instead of leaving it.
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "queued")
+            .values(
+                status="failed",
+                finished_at=now,
+                error={
+                    "code": "too_many_attempts",
+                    "message": "The job was started too many times without finishing.",
+                },
+            )
+        )
+        if res.rowcount:  # type: ignore[attr-defined]
+            s.add(JobEvent(job_id=job_id, level="error", message="too many attempts"))
+    return None
+
+
+def _finish(
+    ctx: WorkerContext,
+    job_id: int,
+    attempt: int,
+    status: str,
+    *,
+    metrics: dict[str, Any] | None = None,
+    error: dict[str, Any] | None = None,
+    event: tuple[str, str, dict[str, Any] | None],
+) -> bool:
+    values: dict[str, Any] = {"status": status, "finished_at": utcnow(), "error": error}
+    if status == "succeeded":
+        values["progress"] = 1.0
+    with ctx.sessionmaker.begin() as s:
+        if metrics is not None:
+            current = s.scalar(select(Job.metrics).where(Job.id == job_id)) or {}
+            values["metrics"] = {**current, **metrics}
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running", Job.attempts == attempt)
+            .values(**values)
+        )
+        if not res.rowcount:  # type: ignore[attr-defined]
+            return False
+        level, message, data = event
+        s.add(JobEvent(job_id=job_id, level=level, message=message, data=data))
+    return True
+
+
+def _requeue(ctx: WorkerContext, job_id: int, attempt: int) -> None:
+    with ctx.sessionmaker.begin() as s:
+        res = s.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.status == "running", Job.attempts == attempt)
+            .values(status="queued", enqueued_at=utcnow())
+        )
+        if res.rowcount:  # type: ignore[attr-defined]
+            s.add(
+                JobEvent(
+                    job_id=job_id,
+                    level="warning",
+                    message="worker shutting down; the job will resume from its last stage",
+                )
+            )
+
+
+def run_job(
+    ctx: WorkerContext,
+    job_id: int,
+    *,
+    worker: str = WORKER_NAME,
+    interrupted: Callable[[], bool] = lambda: False,
+) -> str:
+    """Run job `job_id` if it can be claimed; returns what happened (for logs and tests)."""
+    attempt = claim(ctx, job_id, worker)
+    if attempt is None:
+        log.info("job %s not claimable (already taken, finished or cancelled)", job_id)
+        return "skipped"
+    with ctx.sessionmaker() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        kind_name, project_id, params = job.kind, job.project_id, dict(job.params or {})
+    reporter = JobReporter(ctx, job_id, attempt, interrupted=interrupted)
+    jc = JobContext(
+        ctx=ctx,
+        job_id=job_id,
+        project_id=project_id,
+        params=params,
+        attempt=attempt,
+        reporter=reporter,
+        checkpoints=StageCheckpoints(ctx, job_id),
+    )
+    try:
+        kind = get_kind(kind_name)
+        jc.params = kind.validate(params)
+        with Heartbeat(reporter, ctx.settings.job_heartbeat_s):
+            metrics = kind.run(jc)
+    except JobCancelled:
+        _finish(ctx, job_id, attempt, "cancelled", event=("info", "cancelled", None))
+        return "cancelled"
+    except ClaimLost:
+        log.warning("job %s attempt %s lost its claim; stopping without writing", job_id, attempt)
+        return "lost"
+    except WorkerShutdown:
+        _requeue(ctx, job_id, attempt)
+        return "requeued"
+    except Exception as e:
+        if type(e).__name__ == "StopRequested":  # models/ raises its own stop signal
+            _finish(ctx, job_id, attempt, "cancelled", event=("info", "cancelled", None))
+            return "cancelled"
+        code = "invalid_params" if isinstance(e, InvalidParams) else "job_failed"
+        log.exception("job %s failed", job_id)
+        _finish(
+            ctx,
+            job_id,
+            attempt,
+            "failed",
+            error={"code": code, "message": f"{type(e).__name__}: {e}"[:1000]},
+            event=(
+                "error",
+                f"failed: {type(e).__name__}: {e}"[:1000],
+                {"traceback": traceback.format_exc()[-20000:]},
+            ),
+        )
+        return "failed"
+    done = _finish(
+        ctx, job_id, attempt, "succeeded", metrics=metrics, event=("info", "succeeded", None)
+    )
+    return "succeeded" if done else "lost"

@@ -1,0 +1,43 @@
+"""The registry of job kinds: each validates its params and runs with a JobContext."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from worker.job_context import JobContext
+
+
+class InvalidParams(ValueError):
+    """The params do not fit the job kind (the API answers 422 validation_error)."""
+
+
+@dataclass(frozen=True)
+class JobKind:
+    name: str
+    validate: Callable[[dict[str, Any]], dict[str, Any]]
+    run: Callable[[JobContext], dict[str, Any]]
+
+
+def _registry() -> dict[str, JobKind]:
+    from worker.kinds import stats
+
+    kinds = {k.name: k for k in (stats.KIND,)}
+    if os.environ.get("TAG2MASK_ENABLE_TEST_KINDS") == "1":
+        from worker.kinds import testing
+
+        kinds.update({k.name: k for k in testing.KINDS})
+    return kinds
+
+
+def get_kind(name: str) -> JobKind:
+    kinds = _registry()
+    if name not in kinds:
+        raise InvalidParams(f"Unknown job kind {name!r}; known: {', '.join(sorted(kinds))}.")
+    return kinds[name]
+
+
+def known_kinds() -> list[str]:
+    return sorted(_registry())
