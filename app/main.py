@@ -8,7 +8,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
-from sqlalchemy import func, select
 
 from app.api.routes import health, images, jobs, masks, projects
 from app.blobs import LocalBlobStore
@@ -16,8 +15,8 @@ from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import HttpMetrics, JobCollector
+from app.services.jobs import read_job_stats
 from app.settings import Settings, get_settings
-from app.tables import Job
 from worker.context import WorkerContext
 from worker.runner import make_runner
 
@@ -46,14 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.worker_ctx = WorkerContext.from_settings(settings)
     app.state.runner = make_runner(settings, app.state.worker_ctx)
 
-    def count_jobs() -> list[tuple[str, str, int]]:
-        with app.state.sessionmaker() as s:
-            rows = s.execute(
-                select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
-            )
-            return [(k, st, n) for k, st, n in rows]
-
-    registry.register(JobCollector(count_jobs))
+    registry.register(JobCollector(lambda: read_job_stats(app.state.sessionmaker)))
 
     install_error_handlers(app)
     for router in (health.router, projects.router, images.router, masks.router, jobs.router):

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.errors import Conflict, NotFound
+from app.metrics import JobStats
 from app.schemas.job import JobEventOut, JobOut
 from app.services.scope import Principal
 from app.tables import ACTIVE_STATUSES, Job, JobEvent, Project, utcnow
@@ -146,3 +147,26 @@ def job_out(job: Job) -> JobOut:
 
 def event_out(e: JobEvent) -> JobEventOut:
     return JobEventOut(id=e.id, ts=e.ts, level=e.level, message=e.message, data=e.data)
+
+
+RECENT_JOBS = 5000
+
+
+def read_job_stats(factory: sessionmaker[Session]) -> JobStats:
+    """Counts by kind/status, and durations and queue waits of the most recent jobs."""
+    with factory() as s:
+        counts = [
+            (k, st, int(n))
+            for k, st, n in s.execute(
+                select(Job.kind, Job.status, func.count()).group_by(Job.kind, Job.status)
+            )
+        ]
+        recent = s.execute(
+            select(Job.kind, Job.created_at, Job.started_at, Job.finished_at)
+            .where(Job.started_at.is_not(None))
+            .order_by(Job.id.desc())
+            .limit(RECENT_JOBS)
+        ).all()
+    durations = [(k, (fin - st).total_seconds()) for k, _c, st, fin in recent if fin is not None]
+    waits = [(k, max(0.0, (st - c).total_seconds())) for k, c, st, _f in recent]
+    return JobStats(counts=counts, durations=durations, queue_waits=waits)
