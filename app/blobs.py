@@ -16,7 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Protocol
 
-_KEY = re.compile(r"^[0-9a-f]{64}$")
+_KEY = re.compile(r"[0-9a-f]{64}")  # used with fullmatch: "$" would accept a trailing "\n"
 
 
 class BlobStore(Protocol):
@@ -41,7 +41,7 @@ class LocalBlobStore:
         self._tmp.mkdir(parents=True, exist_ok=True)
 
     def path(self, key: str) -> Path:
-        if not _KEY.match(key):
+        if not _KEY.fullmatch(key):
             raise ValueError(f"not a blob key: {key!r}")
         return self.root / key[:2] / key[2:4] / key
 
@@ -88,5 +88,5 @@ class LocalBlobStore:
     def keys(self) -> list[str]:
         """Every stored key (for tests and garbage collection)."""
         return sorted(
-            p.name for p in self.root.glob("??/??/*") if p.is_file() and _KEY.match(p.name)
+            p.name for p in self.root.glob("??/??/*") if p.is_file() and _KEY.fullmatch(p.name)
         )

@@ -85,6 +85,7 @@ class Savepoint:
         self.uow = uow
 
     def __enter__(self) -> Savepoint:
+        _open_sqlite_transaction(self.uow.session)
         self._nested = self.uow.session.begin_nested()
         self._mark = len(self.uow._created)
         return self
@@ -99,3 +100,17 @@ class Savepoint:
         # Checked in this session, so blobs that earlier items of the batch use are kept.
         delete_unreferenced(self.uow.session, self.uow.blobs, mine)
         return False
+
+
+def _open_sqlite_transaction(session: Session) -> None:
+    """Make sure SQLite is inside a real transaction before a SAVEPOINT.
+
+    pysqlite emits BEGIN only before DML, so a SAVEPOINT issued first would itself open the
+    transaction, and its RELEASE would commit it: the request could no longer roll back.
+    IMMEDIATE because a batch is about to write (no read-to-write lock upgrade to fail).
+    """
+    if session.get_bind().dialect.name != "sqlite":
+        return
+    dbapi_conn = session.connection().connection.driver_connection
+    if dbapi_conn is not None and not dbapi_conn.in_transaction:
+        dbapi_conn.execute("BEGIN IMMEDIATE")

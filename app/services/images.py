@@ -85,6 +85,7 @@ def upload_image(
         session.add(
             Mask(
                 image_id=image.id,
+                project_id=image.project_id,
                 source="human",
                 blob_key=uow.put_blob(mask_png),
                 review_state="accepted",

@@ -43,6 +43,7 @@ def set_human_mask(
     session.flush()
     mask = Mask(
         image_id=image.id,
+        project_id=image.project_id,
         source="human",
         blob_key=key,
         review_state="accepted",

@@ -7,6 +7,7 @@ from app.tables.job import ACTIVE_STATUSES, JOB_STATUSES, Job, JobCheckpoint, Jo
 from app.tables.mask import MASK_SOURCES, REVIEW_STATES, Mask
 from app.tables.model_version import ModelVersion
 from app.tables.project import Category, Project
+from app.tables.webhook import WEBHOOK_EVENTS, Webhook, WebhookDelivery
 
 __all__ = [
     "ACTIVE_STATUSES",
@@ -14,6 +15,7 @@ __all__ = [
     "MASK_SOURCES",
     "REVIEW_STATES",
     "ROLES",
+    "WEBHOOK_EVENTS",
     "ApiKey",
     "Base",
     "Category",
@@ -24,6 +26,8 @@ __all__ = [
     "Mask",
     "ModelVersion",
     "Project",
+    "Webhook",
+    "WebhookDelivery",
     "image_tags",
     "utcnow",
 ]

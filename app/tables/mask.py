@@ -20,9 +20,16 @@ class Mask(TimestampMixin, Base):
         # A re-delivered job writes each image's pseudo-mask once.
         UniqueConstraint("job_id", "image_id"),
         Index("ix_masks_image_id_source", "image_id", "source"),
+        # frontend sync: a project's masks changed since T, keyset on (updated_at, id)
+        Index("ix_masks_project_id_updated_at_id", "project_id", "updated_at", "id"),
+        # review queue: pending pseudo-masks, lowest confidence first
+        Index("ix_masks_project_id_review_queue", "project_id", "source", "review_state",
+              "mean_confidence", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    # Denormalised from the image so per-project mask queries need no join.
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     image_id: Mapped[int] = mapped_column(ForeignKey("images.id", ondelete="CASCADE"))
     source: Mapped[str] = mapped_column(String(16))
     blob_key: Mapped[str] = mapped_column(String(64))

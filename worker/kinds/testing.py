@@ -48,6 +48,7 @@ def _run_sleep(jc: JobContext) -> dict[str, Any]:
                 s.add(
                     Mask(
                         image_id=image_id,
+                        project_id=jc.project_id,
                         source="pseudo",
                         blob_key=key,
                         job_id=jc.job_id,
