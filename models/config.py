@@ -1,0 +1,149 @@
+"""Every knob of the labeling pipeline, named as in METHODS.md, validated on construction.
+
+Defaults suit a CPU-only machine: tens to hundreds of images at ~96 px finish in minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _knob(
+    default: Any,
+    lo: float | None = None,
+    hi: float | None = None,
+    *,
+    choices: tuple[str, ...] | None = None,
+    doc: str = "",
+) -> Any:
+    return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
+
+
+# `epochs` (DESIGN.md job params) sets every stage's epochs unless one is given by name.
+EPOCH_FIELDS = ("epochs_lnet", "epochs_pnet", "epochs_round")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Knobs of one labeling run; unknown names or out-of-range values raise ValueError."""
+
+    # data and schedule
+    image_size: int = _knob(96, 16, 1024, doc="training resolution: longer side, padded to square")
+    epochs_lnet: int = _knob(20, 1, 1000, doc="L-Net epochs")
+    epochs_pnet: int = _knob(15, 1, 1000, doc="P-Net (S_a, S_b, Dsc) epochs")
+    epochs_round: int = _knob(5, 1, 1000, doc="epochs per self-training round")
+    rounds: int = _knob(2, 0, 20, doc="self-training rounds")
+    batch_size: int = _knob(8, 1, 512)
+    seed: int = _knob(0, 0, 2**31 - 1)
+    device: str = _knob("auto", choices=("auto", "cpu", "cuda"))
+    holdout_fraction: float = _knob(0.2, 0.0, 0.9, doc="share of human-masked images held out")
+    min_masks_per_class: int = _knob(3, 1, 10_000, doc="masks a category needs to be strong")
+    # networks and optimisation
+    width: int = _knob(16, 4, 256, doc="channels of the first encoder stage")
+    depth: int = _knob(3, 2, 5, doc="encoder stages; the deepest has stride 2**depth")
+    lr: float = _knob(2e-3, 1e-6, 1.0, doc="AdamW learning rate of L-Net and segmenters")
+    lr_disc: float = _knob(2e-4, 1e-7, 1.0, doc="AdamW learning rate of the discriminator")
+    weight_decay: float = _knob(1e-4, 0.0, 1.0)
+    encoder_checkpoint: str = _knob("", doc="optional encoder weights for every network")
+    # L-Net
+    cam_pool: str = _knob("topk", choices=("topk", "lse"), doc="CAM pooling for the tag loss")
+    pool_fraction: float = _knob(0.1, 0.001, 1.0, doc="top-k share of pixels pooled")
+    lambda_cls: float = _knob(1.0, 0.0, 100.0, doc="L-Net multi-label loss weight")
+    lambda_dice: float = _knob(1.0, 0.0, 100.0, doc="L-Net decoder Dice weight")
+    cam_threshold: float = _knob(0.3, 0.0, 1.0, doc="background score of the CAM baseline")
+    bg_bias: float = _knob(1.0, 0.0, 100.0, doc="background score multiplier at L-Net inference")
+    margin: float = _knob(0.1, 0.0, 1.0, doc="top-two margin below which a pixel is ignored")
+    vote_agreement: float = _knob(0.8, 0.0, 1.0, doc="superpixel majority share that wins")
+    slic_segments: int = _knob(64, 1, 10_000, doc="SLIC superpixels per training-size image")
+    slic_compactness: float = _knob(10.0, 0.01, 1000.0)
+    # P-Net and self-training
+    segmenter_init: str = _knob(
+        "lnet",
+        choices=("lnet", "scratch"),
+        doc="start S_a/S_b encoders from L-Net's encoder or from scratch",
+    )
+    lambda_pl: float = _knob(1.0, 0.0, 100.0, doc="pseudo-mask CE weight")
+    lambda_adv: float = _knob(0.01, 0.0, 100.0, doc="adversarial loss weight")
+    lambda_tag: float = _knob(0.3, 0.0, 100.0, doc="segmenter tag loss weight")
+    lambda_cross: float = _knob(0.5, 0.0, 100.0, doc="S_a/S_b cross-supervision weight")
+    tau_quantile: float = _knob(0.2, 0.0, 1.0, doc="quantile of class confidences giving tau_k")
+    tau_min: float = _knob(0.4, 0.0, 1.0)
+    tau_max: float = _knob(0.9, 0.0, 1.0)
+    theta_r: float = _knob(0.1, 0.0, 1.0, doc="region relevance below which a region is ignored")
+    rollback_tolerance: float = _knob(
+        0.01, 0.0, 1.0, doc="held-out mIoU drop tolerated before rolling back"
+    )
+    budget_diversity: float = _knob(0.5, 0.0, 10.0, doc="bonus for categories not yet picked")
+
+    def __post_init__(self) -> None:
+        errors = [e for f in dataclasses.fields(self) if (e := _check(f, getattr(self, f.name)))]
+        if self.tau_min > self.tau_max:
+            errors.append(f"tau_min ({self.tau_min}) must not exceed tau_max ({self.tau_max})")
+        if errors:
+            raise ValueError("; ".join(errors))
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None) -> PipelineConfig:
+        """Build from job params; raises ValueError naming unknown keys and bad values."""
+        params = dict(params or {})
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(k for k in params if k not in known and k != "epochs")
+        if unknown:
+            raise ValueError(f"unknown parameter(s): {', '.join(map(str, unknown))}")
+        if "epochs" in params:
+            epochs = params.pop("epochs")
+            for name in EPOCH_FIELDS:
+                params.setdefault(name, epochs)
+        values: dict[str, Any] = {}
+        errors: list[str] = []
+        for name, value in params.items():
+            coerced = _coerce(known[name], value)
+            if coerced is _BAD:
+                errors.append(
+                    f"{name}: expected {type(known[name].default).__name__}, got {value!r}"
+                )
+            else:
+                values[name] = coerced
+        if errors:
+            raise ValueError("; ".join(errors))
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able dict of every knob."""
+        return dataclasses.asdict(self)
+
+
+_BAD = object()
+
+
+def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
+    kind = type(f.default)
+    if isinstance(value, bool) or value is None:
+        return _BAD
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        return value if isinstance(value, int) else _BAD
+    if kind is float:
+        return float(value) if isinstance(value, int | float) else _BAD
+    return value if isinstance(value, str) else _BAD
+
+
+def _check(f: dataclasses.Field[Any], value: Any) -> str | None:
+    meta = f.metadata
+    kind = type(f.default)
+    if _coerce(f, value) is _BAD or (kind is int and not isinstance(value, int)):
+        return f"{f.name}: expected {kind.__name__}, got {value!r}"
+    if meta["choices"] is not None and value not in meta["choices"]:
+        return f"{f.name}: expected one of {list(meta['choices'])}, got {value!r}"
+    if kind in (int, float):
+        if not math.isfinite(value):
+            return f"{f.name}: must be finite, got {value!r}"
+        lo, hi = meta["lo"], meta["hi"]
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            return f"{f.name}: must be in [{lo}, {hi}], got {value!r}"
+    return None

@@ -1,0 +1,143 @@
+"""One run's prepared data: training-size tensors, index sets, superpixels, held-out scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.config import PipelineConfig
+from models.data import LabelingData, holdout_split
+from models.errors import NotEnoughData
+from models.metrics import evaluate
+from models.regions import padded_superpixels
+from models.transforms import (
+    denormalise,
+    labels_to_original,
+    multi_hot,
+    prepare_images,
+    prepare_masks,
+    valid_mask,
+)
+
+
+@dataclass
+class PipelineContext:
+    """Everything the stages share.
+
+    ``targets`` are the images the stages label: those without a human mask plus the
+    held-out masked images (whose masks only score quality); stage label maps are
+    (len(targets), S, S) uint8 in that order. ``train_masked`` images train with their masks.
+    """
+
+    data: LabelingData
+    cfg: PipelineConfig
+    device: torch.device
+    images: Tensor  # (N, 3, S, S) normalised
+    masks: Tensor  # (N, S, S) uint8, human masks of train_masked only, else 255
+    tags: Tensor  # (N, K) multi-hot
+    valid: Tensor  # (N, S, S) bool
+    shapes: list[tuple[int, int]]  # resized (h, w) inside the SxS square
+    has_background: bool
+    strong: list[int]
+    weak: list[int]
+    holdout: list[int]
+    train_masked: list[int]
+    targets: list[int]
+    segments: np.ndarray  # (len(targets), S, S) superpixels of the targets
+
+    @classmethod
+    def build(
+        cls,
+        data: LabelingData,
+        cfg: PipelineConfig,
+        device: torch.device,
+        holdout: Sequence[int] | None = None,
+    ) -> PipelineContext:
+        if len(data) == 0:
+            raise NotEnoughData("no images to label")
+        size = cfg.image_size
+        if holdout is None:
+            holdout = holdout_split(data, cfg.holdout_fraction, cfg.seed)
+        held = set(holdout)
+        if any(not 0 <= i < len(data) or data.masks[i] is None for i in held):
+            raise ValueError("held-out images must be indices of images with a human mask")
+        train_masked = [i for i in data.masked if i not in held]
+        targets = sorted(set(data.unmasked) | held)
+        images, shapes = prepare_images(data.images, size)
+        training = set(train_masked)
+        masks = prepare_masks(
+            [m if i in training else None for i, m in enumerate(data.masks)], size
+        )
+        target_pixels = denormalise(images[targets]) if targets else np.zeros((0, size, size, 3))
+        segments = padded_superpixels(
+            target_pixels, [shapes[i] for i in targets], cfg.slic_segments, cfg.slic_compactness
+        )
+        return cls(
+            data=data,
+            cfg=cfg,
+            device=device,
+            images=images,
+            masks=masks,
+            tags=multi_hot(data.tags, data.num_classes),
+            valid=valid_mask(shapes, size),
+            shapes=shapes,
+            has_background=data.has_background,
+            strong=data.strong_classes(cfg.min_masks_per_class),
+            weak=data.weak_classes(cfg.min_masks_per_class),
+            holdout=sorted(held),
+            train_masked=train_masked,
+            targets=targets,
+            segments=segments,
+        )
+
+    @property
+    def num_classes(self) -> int:
+        return self.data.num_classes
+
+    @property
+    def unmasked_positions(self) -> list[int]:
+        """Positions in ``targets`` of the images without a human mask."""
+        return [p for p, i in enumerate(self.targets) if self.data.masks[i] is None]
+
+    def lnet_tensors(self) -> dict[str, Tensor]:
+        """L-Net's training set: every image, with the masks of train_masked."""
+        has_mask = torch.zeros(len(self.data), dtype=torch.bool)
+        has_mask[self.train_masked] = True
+        return {"image": self.images, "mask": self.masks, "tags": self.tags, "has_mask": has_mask}
+
+    def segmenter_tensors(self, pseudo: Tensor, weight: Tensor) -> dict[str, Tensor]:
+        """Segmenters' training set: train_masked with human masks, targets with pseudo-masks.
+
+        Args:
+            pseudo: (len(targets), S, S) uint8 pseudo labels, 255 = ignore.
+            weight: (len(targets), S, S) float per-pixel weights of the pseudo labels.
+        """
+        order = self.train_masked + self.targets
+        n_masked, size = len(self.train_masked), self.cfg.image_size
+        none = torch.full((n_masked, size, size), 255, dtype=torch.uint8)
+        return {
+            "image": self.images[order],
+            "mask": self.masks[order],
+            "tags": self.tags[order],
+            "valid": self.valid[order],
+            "has_mask": torch.arange(len(order)) < n_masked,
+            "pseudo": torch.cat([none, pseudo.to(torch.uint8)]),
+            "weight": torch.cat([torch.zeros(n_masked, size, size), weight.float()]),
+        }
+
+    def to_original(self, position: int, labels: Tensor) -> np.ndarray:
+        """A target's (S, S) label map at its image's original size (nearest)."""
+        index = self.targets[position]
+        return labels_to_original(labels, self.shapes[index], self.data.images[index].shape[:2])
+
+    def evaluate(self, labels: Tensor) -> dict[str, object]:
+        """Held-out report (per-class IoU, mIoU all/strong/weak) of target label maps."""
+        held = set(self.holdout)
+        positions = [p for p, i in enumerate(self.targets) if i in held]
+        preds = [self.to_original(p, labels[p]) for p in positions]
+        gts = [self.data.masks[self.targets[p]] for p in positions]
+        return evaluate(preds, gts, self.num_classes + 1, self.strong, self.weak)  # type: ignore[arg-type]

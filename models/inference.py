@@ -1,0 +1,189 @@
+"""Ensemble prediction (S_a, S_b, flip-averaged, tag-constrained) and predict-only entry points."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models.budget import image_signals
+from models.config import PipelineConfig
+from models.label_transfer import transfer_labels
+from models.networks import build_discriminator, build_lnet, build_segmenter
+from models.pseudo import allowed_classes, flip_averaged_probs
+from models.regions import padded_superpixels, region_boxes, region_scores
+from models.steps import autocast
+from models.train import resolve_device
+from models.transforms import (
+    denormalise,
+    labels_to_original,
+    multi_hot,
+    prepare_images,
+    probs_to_original,
+    valid_mask,
+)
+
+
+@dataclass
+class EnsembleBatch:
+    """One batch of ensemble output, on CPU: images ``start``.. ``start + len(probs)``."""
+
+    start: int
+    probs: Tensor  # (b, K+1, S, S) mean of the segmenters' flip-averaged softmax
+    agree: Tensor  # (b, S, S) bool, S_a and S_b argmax agree
+    real: Tensor | None  # (b, S, S) Dsc "real" probability of ``probs``
+
+
+@dataclass
+class Prediction:
+    """One image's output at its original size."""
+
+    mask: np.ndarray  # (H, W) uint8 class index, tag-constrained argmax, no 255
+    confidence: np.ndarray  # (H, W) uint8, 255 = probability 1.0
+    regions: list[dict[str, Any]] = field(default_factory=list)  # {"id", "bbox", "score"}
+    signals: dict[str, float] = field(default_factory=dict)  # budget evidence
+
+
+@torch.no_grad()
+def iter_ensemble(
+    segmenters: Sequence[nn.Module],
+    disc: nn.Module | None,
+    images: Tensor,
+    allowed: Tensor,
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> Iterator[EnsembleBatch]:
+    """Flip-averaged, tag-constrained mean softmax of the segmenters, batch by batch."""
+    for module in [*segmenters, *([disc] if disc is not None else [])]:
+        module.eval()
+    for start in range(0, len(images), batch_size):
+        x = images[start : start + batch_size].to(device)
+        ok = allowed[start : start + batch_size].to(device)
+        with autocast(device):
+            each = [flip_averaged_probs(s, x, ok) for s in segmenters]
+            probs = torch.stack(each).mean(0)
+            real = torch.sigmoid(disc(probs, x).float())[:, 0].cpu() if disc is not None else None
+        labels = [p.argmax(1) for p in each]
+        agree = torch.stack([lab == labels[0] for lab in labels]).all(0)
+        yield EnsembleBatch(start, probs.float().cpu(), agree.cpu(), real)
+
+
+def label_images(
+    segmenters: Sequence[nn.Module],
+    disc: nn.Module,
+    images: Tensor,
+    allowed: Tensor,
+    shapes: Sequence[tuple[int, int]],
+    originals: Sequence[tuple[int, int]],
+    segments: np.ndarray,
+    *,
+    batch_size: int,
+    device: torch.device,
+    on_progress: Callable[[float], None] | None = None,
+) -> list[Prediction]:
+    """Final masks, confidences, region scores and budget signals at original size."""
+    out: list[Prediction] = []
+    for batch in iter_ensemble(
+        segmenters, disc, images, allowed, batch_size=batch_size, device=device
+    ):
+        assert batch.real is not None
+        for j in range(len(batch.probs)):
+            i = batch.start + j
+            (h, w), original = shapes[i], tuple(originals[i])
+            confidence, mask = probs_to_original(batch.probs[j], (h, w), original).max(0)  # type: ignore[arg-type]
+            scores = region_scores(segments[i], batch.real[j].numpy(), batch.agree[j].numpy())
+            out.append(
+                Prediction(
+                    mask=mask.numpy().astype(np.uint8),
+                    confidence=(confidence * 255).round().clamp(0, 255).numpy().astype(np.uint8),
+                    regions=region_boxes(segments[i], scores, (original[0] / h, original[1] / w)),
+                    signals=image_signals(
+                        batch.probs[j, :, :h, :w].amax(0).numpy(),
+                        batch.agree[j, :h, :w].numpy(),
+                        scores,
+                    ),
+                )
+            )
+        if on_progress is not None:
+            on_progress(len(out) / len(images))
+    return out
+
+
+def _prepare(images: Sequence[np.ndarray], cfg: PipelineConfig) -> tuple[Tensor, list, np.ndarray]:
+    tensors, shapes = prepare_images(images, cfg.image_size)
+    segments = padded_superpixels(
+        denormalise(tensors), shapes, cfg.slic_segments, cfg.slic_compactness
+    )
+    return tensors, shapes, segments
+
+
+def _setup(
+    model_state: dict[str, Any], cfg: PipelineConfig | None, device: str | torch.device | None
+) -> tuple[PipelineConfig, torch.device]:
+    cfg = cfg or PipelineConfig.from_params(model_state["config"])
+    return cfg, resolve_device(device or cfg.device)
+
+
+def predict(
+    model_state: dict[str, Any],
+    images: Sequence[np.ndarray],
+    tags: Sequence[frozenset[int]],
+    cfg: PipelineConfig | None = None,
+    *,
+    device: str | torch.device | None = None,
+) -> list[Prediction]:
+    """Label new images with saved weights (PipelineResult.model_state); no training.
+
+    ``cfg`` defaults to the config saved with the weights (its width/depth must match).
+    """
+    cfg, dev = _setup(model_state, cfg, device)
+    k = int(model_state["num_classes"])
+    segmenters = [build_segmenter(k, cfg, dev, model_state[n]) for n in ("s_a", "s_b")]
+    disc = build_discriminator(k, cfg, dev, model_state["disc"])
+    tensors, shapes, segments = _prepare(images, cfg)
+    allowed = allowed_classes(multi_hot(tags, k), bool(model_state["has_background"]))
+    return label_images(
+        segmenters,
+        disc,
+        tensors,
+        allowed,
+        shapes,
+        [im.shape[:2] for im in images],
+        segments,
+        batch_size=cfg.batch_size,
+        device=dev,
+    )
+
+
+def predict_transfer(
+    model_state: dict[str, Any],
+    images: Sequence[np.ndarray],
+    tags: Sequence[frozenset[int]],
+    cfg: PipelineConfig | None = None,
+    *,
+    device: str | torch.device | None = None,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """CAM-baseline and L-Net coarse masks (255 = ignore) of new images at original size."""
+    cfg, dev = _setup(model_state, cfg, device)
+    lnet = build_lnet(int(model_state["num_classes"]), cfg, dev, model_state["lnet"])
+    tensors, shapes, segments = _prepare(images, cfg)
+    cam, coarse = transfer_labels(
+        lnet,
+        tensors,
+        tags,
+        cfg,
+        has_background=bool(model_state["has_background"]),
+        device=dev,
+        valid=valid_mask(shapes, cfg.image_size),
+        segments=segments,
+    )
+    originals = [im.shape[:2] for im in images]
+    return (
+        [labels_to_original(cam[i], shapes[i], originals[i]) for i in range(len(images))],
+        [labels_to_original(coarse[i], shapes[i], originals[i]) for i in range(len(images))],
+    )

@@ -1,0 +1,305 @@
+"""The labeling pipeline the service and the benchmark both call: lnet → pnet → rounds → predict.
+
+Each finished stage is handed to ``save_stage`` as a dict of tensors, numbers, strings and
+lists (torch.save-able, loadable with ``weights_only=True``); a stage that ``load_stage``
+returns is restored instead of trained, which is how a re-delivered job resumes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from models.budget import BudgetItem, rank_for_annotation
+from models.config import PipelineConfig
+from models.context import PipelineContext
+from models.data import LabelingData
+from models.errors import StopRequested
+from models.inference import Prediction, label_images, predict, predict_transfer
+from models.label_transfer import transfer_labels
+from models.loader import Batches
+from models.networks import build_lnet, cpu_state
+from models.pseudo import allowed_classes
+from models.self_training import SegmenterNets, predict_targets, run_round, train_segmenters
+from models.steps import LNetStep
+from models.train import fit, resolve_device
+
+__all__ = ["ImageLabel", "PipelineResult", "predict", "predict_transfer", "run_pipeline"]
+
+StageProgress = Callable[[float, dict], None]
+
+
+def _noop(*_: Any) -> None:
+    return None
+
+
+@dataclass
+class ImageLabel:
+    """The pipeline's output for one image without a human mask, at its original size."""
+
+    index: int  # index into LabelingData
+    mask: np.ndarray  # (H, W) uint8 class index, tag-constrained argmax, no 255
+    confidence: np.ndarray  # (H, W) uint8, 255 = 1.0
+    regions: list[dict[str, Any]]  # {"id", "bbox": [x0, y0, x1, y1], "score"}
+
+
+@dataclass
+class PipelineResult:
+    """Everything one run delivers."""
+
+    labels: list[ImageLabel]  # every image without a human mask, by index
+    metrics: dict[str, dict[str, Any]]  # "cam", "lnet", "pnet", "round_k", "predict"
+    # stage ("cam", "lnet", "pnet", "round_k") → image index → original-size uint8 mask;
+    # "lnet" keeps its 255 (low margin); a rolled-back round's masks are the rejected model's
+    stage_masks: dict[str, dict[int, np.ndarray]]
+    strong_classes: list[int]
+    weak_classes: list[int]
+    has_background: bool
+    holdout: list[int]
+    model_state: dict[str, Any]  # "lnet", "s_a", "s_b", "disc", "num_classes", ...
+    budget: list[BudgetItem]  # unmasked images in greedy annotation order
+    rounds_run: int = 0
+    rolled_back: bool = False
+    resumed: list[str] = field(default_factory=list)  # stages restored from load_stage
+
+
+class _Stages:
+    """Load-or-run-then-save around each stage, with progress and stop checks."""
+
+    def __init__(
+        self,
+        ctx: PipelineContext,
+        on_progress: Callable[[str, float, dict], None],
+        should_stop: Callable[[], bool],
+        load_stage: Callable[[str], dict | None],
+        save_stage: Callable[[str, dict], None],
+    ) -> None:
+        self.ctx, self.on_progress, self.should_stop = ctx, on_progress, should_stop
+        self.load_stage, self.save_stage = load_stage, save_stage
+        self.resumed: list[str] = []
+
+    def run(self, name: str, compute: Callable[[StageProgress], dict[str, Any]]) -> dict[str, Any]:
+        if self.should_stop():
+            raise StopRequested(f"stopped before stage {name}")
+        state = self.load_stage(name)
+        if state is not None and list(state.get("targets", [])) == self.ctx.targets:
+            self.resumed.append(name)
+        else:
+            self.on_progress(name, 0.0, {})
+            state = compute(lambda f, m: self.on_progress(name, min(f, 0.99), m))
+            state["targets"] = list(self.ctx.targets)
+            self.save_stage(name, state)
+        self.on_progress(name, 1.0, state["metrics"])
+        return state
+
+
+def _lnet_stage(
+    ctx: PipelineContext, progress: StageProgress, should_stop: Callable[[], bool]
+) -> dict[str, Any]:
+    cfg, started = ctx.cfg, time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    lnet = build_lnet(ctx.num_classes, cfg, ctx.device)
+    fit(
+        LNetStep(lnet, cfg, ctx.device),
+        Batches(ctx.lnet_tensors(), cfg.batch_size, seed=cfg.seed),
+        epochs=cfg.epochs_lnet,
+        device=ctx.device,
+        seed=cfg.seed,
+        on_progress=lambda f, m: progress(0.9 * f, m),
+        should_stop=should_stop,
+    )
+    cam, coarse = transfer_labels(
+        lnet,
+        ctx.images[ctx.targets],
+        [ctx.data.tags[i] for i in ctx.targets],
+        cfg,
+        has_background=ctx.has_background,
+        device=ctx.device,
+        valid=ctx.valid[ctx.targets],
+        segments=ctx.segments,
+    )
+    if not ctx.train_masked:  # the decoder never saw a mask: CAMs are all there is
+        coarse = cam.clone()
+    seconds = round(time.perf_counter() - started, 2)
+    return {
+        "lnet": cpu_state(lnet),
+        "cam": cam,
+        "coarse": coarse,
+        "metrics": {"cam": ctx.evaluate(cam), "lnet": {**ctx.evaluate(coarse), "seconds": seconds}},
+    }
+
+
+def _pnet_stage(
+    ctx: PipelineContext,
+    lnet: dict[str, Any],
+    progress: StageProgress,
+    should_stop: Callable[[], bool],
+) -> dict[str, Any]:
+    cfg, started = ctx.cfg, time.perf_counter()
+    encoder = None
+    if cfg.segmenter_init == "lnet":
+        encoder = {
+            k.removeprefix("encoder."): v
+            for k, v in lnet["lnet"].items()
+            if k.startswith("encoder.")
+        }
+    nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=encoder)
+    coarse = lnet["coarse"]
+    train_segmenters(
+        ctx,
+        nets,
+        coarse,
+        (coarse != 255).float(),
+        epochs=cfg.epochs_pnet,
+        seed=cfg.seed + 4,
+        cross_thresholds=None,
+        on_progress=lambda f, m: progress(0.9 * f, m),
+        should_stop=should_stop,
+    )
+    labels = predict_targets(ctx, nets).labels
+    seconds = round(time.perf_counter() - started, 2)
+    return {
+        **nets.state(),
+        "labels": labels,
+        "metrics": {"pnet": {**ctx.evaluate(labels), "seconds": seconds}},
+    }
+
+
+def _round_stage(
+    ctx: PipelineContext,
+    previous: dict[str, Any],
+    previous_miou: float | None,
+    round_index: int,
+    progress: StageProgress,
+    should_stop: Callable[[], bool],
+) -> dict[str, Any]:
+    nets = SegmenterNets.build(ctx, previous)  # warm start
+    labels, metrics = run_round(
+        ctx,
+        nets,
+        round_index=round_index,
+        previous_miou=previous_miou,
+        on_progress=progress,
+        should_stop=should_stop,
+    )
+    return {**nets.state(), "labels": labels, "metrics": {f"round_{round_index}": metrics}}
+
+
+def _predict_stage(
+    ctx: PipelineContext, nets_state: dict[str, Any], progress: StageProgress
+) -> dict[str, Any]:
+    started = time.perf_counter()
+    nets = SegmenterNets.build(ctx, nets_state)
+    positions = ctx.unmasked_positions
+    indices = [ctx.targets[p] for p in positions]
+    preds: list[Prediction] = label_images(
+        [nets.s_a, nets.s_b],
+        nets.disc,
+        ctx.images[indices],
+        allowed_classes(ctx.tags[indices], ctx.has_background),
+        [ctx.shapes[i] for i in indices],
+        [ctx.data.images[i].shape[:2] for i in indices],
+        ctx.segments[positions],
+        batch_size=ctx.cfg.batch_size,
+        device=ctx.device,
+        on_progress=lambda f: progress(0.9 * f, {}),
+    )
+    budget = rank_for_annotation(
+        indices,
+        [p.signals for p in preds],
+        [ctx.data.tags[i] for i in indices],
+        ctx.data.mask_counts(),
+        min_masks=ctx.cfg.min_masks_per_class,
+        diversity=ctx.cfg.budget_diversity,
+    )
+    return {
+        "masks": [torch.from_numpy(p.mask) for p in preds],
+        "confidence": [torch.from_numpy(p.confidence) for p in preds],
+        "regions": [p.regions for p in preds],
+        "budget": [b.to_dict() for b in budget],
+        "metrics": {
+            "predict": {"images": len(preds), "seconds": round(time.perf_counter() - started, 2)}
+        },
+    }
+
+
+def run_pipeline(
+    data: LabelingData,
+    cfg: PipelineConfig,
+    *,
+    on_progress: Callable[[str, float, dict], None] = _noop,
+    should_stop: Callable[[], bool] = lambda: False,
+    load_stage: Callable[[str], dict | None] = lambda name: None,
+    save_stage: Callable[[str, dict], None] = _noop,
+    holdout: list[int] | None = None,
+) -> PipelineResult:
+    """Run (or resume) every stage and gather the result.
+
+    Args:
+        data: images, tags and human masks.
+        cfg: the knobs.
+        on_progress: (stage, fraction within the stage 0..1, metrics), monotone per stage.
+        should_stop: asked between batches and stages; True raises StopRequested.
+        load_stage: a saved stage's state, or None to run it.
+        save_stage: receives each finished stage's state.
+        holdout: human-masked image indices kept out of training to score quality
+            (default: a seeded ``cfg.holdout_fraction`` slice).
+    """
+    ctx = PipelineContext.build(data, cfg, resolve_device(cfg.device), holdout)
+    stages = _Stages(ctx, on_progress, should_stop, load_stage, save_stage)
+    lnet = stages.run("lnet", lambda p: _lnet_stage(ctx, p, should_stop))
+    current = stages.run("pnet", lambda p: _pnet_stage(ctx, lnet, p, should_stop))
+    metrics = {**lnet["metrics"], **current["metrics"]}
+    stage_labels = {"cam": lnet["cam"], "lnet": lnet["coarse"], "pnet": current["labels"]}
+    miou, rounds_run, rolled_back = metrics["pnet"]["miou_gt"], 0, False
+    for r in range(1, cfg.rounds + 1):
+        previous, previous_miou = current, miou
+        current = stages.run(
+            f"round_{r}",
+            lambda p, prev=previous, m=previous_miou, r=r: _round_stage(
+                ctx, prev, m, r, p, should_stop
+            ),
+        )
+        report = current["metrics"][f"round_{r}"]
+        metrics[f"round_{r}"], stage_labels[f"round_{r}"] = report, current["labels"]
+        rounds_run = r
+        if report["rolled_back"]:
+            rolled_back = True
+            break
+        miou = report["miou_gt"]
+    final = stages.run("predict", lambda p: _predict_stage(ctx, current, p))
+    metrics.update(final["metrics"])
+    positions = ctx.unmasked_positions
+    return PipelineResult(
+        labels=[
+            ImageLabel(ctx.targets[p], m.numpy(), c.numpy(), list(r))
+            for p, m, c, r in zip(
+                positions, final["masks"], final["confidence"], final["regions"], strict=True
+            )
+        ],
+        metrics=metrics,
+        stage_masks={
+            name: {ctx.targets[p]: ctx.to_original(p, labels[p]) for p in positions}
+            for name, labels in stage_labels.items()
+        },
+        strong_classes=ctx.strong,
+        weak_classes=ctx.weak,
+        has_background=ctx.has_background,
+        holdout=ctx.holdout,
+        model_state={
+            "lnet": lnet["lnet"],
+            **{n: current[n] for n in ("s_a", "s_b", "disc")},
+            "num_classes": ctx.num_classes,
+            "has_background": ctx.has_background,
+            "config": cfg.to_dict(),
+        },
+        budget=[BudgetItem(b["index"], b["score"], b["reasons"]) for b in final["budget"]],
+        rounds_run=rounds_run,
+        rolled_back=rolled_back,
+        resumed=stages.resumed,
+    )

@@ -1,0 +1,77 @@
+"""P-Net: multi-class segmenter (encoder + ASPP-like context module + light skip decoder)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from models.backbone import Encoder, conv_bn_relu
+from models.lnet import upsample
+
+
+class ContextModule(nn.Module):
+    """ASPP-like context: parallel dilated 3x3 convs, a 1x1 conv and image pooling.
+
+    Args:
+        in_channels: input channels.
+        channels: channels of each branch and of the output.
+        dilations: dilation of each 3x3 branch.
+
+    Shape:
+        (N, in_channels, h, w) → (N, channels, h, w)
+    """
+
+    def __init__(
+        self, in_channels: int, channels: int, dilations: tuple[int, ...] = (2, 4)
+    ) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList(
+            [conv_bn_relu(in_channels, channels, kernel_size=1)]
+            + [conv_bn_relu(in_channels, channels, dilation=d) for d in dilations]
+        )
+        # No BatchNorm after pooling: a 1x1 map with batch 1 has no statistics.
+        self.pool = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(in_channels, channels, 1), nn.ReLU(inplace=True)
+        )
+        self.project = conv_bn_relu(channels * (len(dilations) + 2), channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        outs = [branch(x) for branch in self.branches]
+        outs.append(self.pool(x).expand(-1, -1, *x.shape[-2:]))
+        return self.project(torch.cat(outs, dim=1))
+
+
+class PNet(nn.Module):
+    """Segmenter S: K+1 logits (background + K categories) at input size.
+
+    Args:
+        num_classes: K, categories without background; the output has K+1 channels.
+        width: encoder width.
+        depth: encoder stages.
+        channels: context/decoder width (default ``2 * width``).
+
+    Shape:
+        (N, 3, H, W) → (N, K+1, H, W)
+    """
+
+    def __init__(
+        self, num_classes: int, width: int = 16, depth: int = 3, channels: int | None = None
+    ) -> None:
+        super().__init__()
+        channels = channels or 2 * width
+        self.num_classes = num_classes
+        self.encoder = Encoder(width, depth)
+        self.context = ContextModule(self.encoder.out_channels[-1], channels)
+        skip = max(8, channels // 2)
+        self.skip = conv_bn_relu(self.encoder.out_channels[0], skip, kernel_size=1)
+        self.decoder = nn.Sequential(
+            conv_bn_relu(channels + skip, channels), conv_bn_relu(channels, channels)
+        )
+        self.classifier = nn.Conv2d(channels, num_classes + 1, 1)
+
+    def forward(self, images: Tensor) -> Tensor:
+        features = self.encoder(images)
+        early = features[0]
+        x = upsample(self.context(features[-1]), early.shape[-2:])
+        x = self.decoder(torch.cat([x, self.skip(early)], dim=1))
+        return upsample(self.classifier(x), images.shape[-2:])

@@ -1,0 +1,98 @@
+"""Pseudo-label generation: tag constraint, flip-averaged prediction, per-class thresholds."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from models.losses import IGNORE
+
+
+def allowed_classes(tags: Tensor, has_background: bool) -> Tensor:
+    """Classes a prediction may hold: T + {0}, or T alone when the data has no background.
+
+    An image with nothing allowed (no tags, no background) allows every class, since
+    nothing then constrains it.
+
+    Shape:
+        tags (N, K) multi-hot → (N, K+1) bool, column 0 = background.
+    """
+    background = torch.full_like(tags[:, :1], float(has_background))
+    allowed = torch.cat([background, tags.float()], dim=1) > 0
+    return allowed | ~allowed.any(dim=1, keepdim=True)
+
+
+def constrain(logits: Tensor, allowed: Tensor) -> Tensor:
+    """Set logits of classes outside ``allowed`` to -∞.
+
+    Shape:
+        logits (N, K+1, H, W), allowed (N, K+1) bool → (N, K+1, H, W)
+    """
+    return logits.masked_fill(~allowed[:, :, None, None], float("-inf"))
+
+
+@torch.no_grad()
+def flip_averaged_probs(model: nn.Module, images: Tensor, allowed: Tensor) -> Tensor:
+    """Mean softmax of the image and its horizontal mirror, tag-constrained, float32.
+
+    Shape:
+        images (N, 3, H, W), allowed (N, K+1) → (N, K+1, H, W)
+    """
+    logits = model(images).float()
+    mirrored = model(images.flip(-1)).float().flip(-1)
+    return (
+        torch.softmax(constrain(logits, allowed), 1)
+        + torch.softmax(constrain(mirrored, allowed), 1)
+    ) / 2
+
+
+def confident_labels(probs: Tensor, thresholds: Tensor, valid: Tensor | None = None) -> Tensor:
+    """Argmax where its probability reaches the class threshold τ_k, else 255.
+
+    Shape:
+        probs (N, C, H, W), thresholds (C,), valid (N, H, W) bool → (N, H, W) long
+    """
+    confidence, labels = probs.max(dim=1)
+    keep = confidence >= thresholds.to(probs.device)[labels]
+    if valid is not None:
+        keep &= valid
+    return torch.where(keep, labels, IGNORE)
+
+
+def class_thresholds(
+    confidence: Tensor,
+    labels: Tensor,
+    num_labels: int,
+    *,
+    quantile: float,
+    tau_min: float,
+    tau_max: float,
+) -> Tensor:
+    """τ_k = ``quantile`` of the confidences of pixels labelled k, clipped to [τ_min, τ_max].
+
+    A class with no pixel gets τ_min. Pixels labelled 255 are skipped.
+
+    Shape:
+        confidence (...), labels (...) same shape → (num_labels,) float32
+    """
+    confidence, labels = confidence.flatten().float(), labels.flatten().long()
+    taus = torch.full((num_labels,), tau_min, dtype=torch.float32)
+    for k in range(num_labels):
+        values = confidence[labels == k]
+        if values.numel():
+            ordered = values.sort().values  # torch.quantile refuses more than 16M values
+            position = round(quantile * (values.numel() - 1))
+            taus[k] = ordered[position].clamp(tau_min, tau_max)
+    return taus
+
+
+def apply_thresholds(labels: Tensor, confidence: Tensor, thresholds: Tensor) -> Tensor:
+    """Pixels whose confidence is under their class's τ become 255.
+
+    Shape:
+        labels (...) long/uint8 (255 kept), confidence (...), thresholds (C,) → like labels
+    """
+    labelled = labels != IGNORE
+    tau = thresholds[labels.long().clamp(max=len(thresholds) - 1)]
+    keep = labelled & (confidence >= tau)
+    return torch.where(keep, labels, torch.full_like(labels, IGNORE))

@@ -1,0 +1,93 @@
+"""LabelingData validation and statistics, held-out split, resizing to and from training size."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models.data import LabelingData, holdout_split
+from models.loader import Batches
+from models.transforms import labels_to_original, prepare_images, prepare_masks, resized_shape
+from tests.synthetic import make_shapes_dataset, split_strong_weak
+
+
+def _image(h: int = 8, w: int = 8) -> np.ndarray:
+    return np.zeros((h, w, 3), dtype=np.uint8)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"images": [_image()], "tags": [frozenset({5})], "masks": [None]}, "tags"),
+        (
+            {"images": [_image()], "tags": [frozenset()], "masks": [np.zeros((4, 4), np.uint8)]},
+            "mask",
+        ),
+        (
+            {"images": [_image()], "tags": [frozenset()], "masks": [np.full((8, 8), 7, np.uint8)]},
+            "class 7",
+        ),
+        ({"images": [np.zeros((8, 8), np.uint8)], "tags": [frozenset()], "masks": [None]}, "HxWx3"),
+        ({"images": [_image()], "tags": [], "masks": [None]}, "same length"),
+    ],
+)
+def test_invalid_input_is_refused(kwargs: dict, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        LabelingData(num_classes=3, **kwargs)
+
+
+def test_background_strong_and_weak_learned_from_masks() -> None:
+    images, masks, tags = make_shapes_dataset(30, 32, seed=3)
+    data = LabelingData(images, tags, split_strong_weak(masks, tags, [1, 2], seed=0), 4)
+    assert data.has_background
+    assert data.strong_classes(3) == [1, 2] and data.weak_classes(3) == [3, 4]
+    images, masks, tags = make_shapes_dataset(10, 32, seed=3, background=False)
+    no_bg = LabelingData(images, tags, list(masks), 4)
+    assert not no_bg.has_background
+    assert LabelingData(images, tags, [None] * 10, 4).has_background  # nothing to learn from
+
+
+def test_holdout_is_seeded_and_keeps_a_training_mask_per_class() -> None:
+    images, masks, tags = make_shapes_dataset(40, 32, seed=4)
+    data = LabelingData(images, tags, split_strong_weak(masks, tags, [1, 2, 3], seed=1), 4)
+    held = holdout_split(data, 0.5, seed=7)
+    assert held == holdout_split(data, 0.5, seed=7) != holdout_split(data, 0.5, seed=8)
+    assert set(held) <= set(data.masked)
+    training = [i for i in data.masked if i not in held]
+    counts, remaining = data.mask_counts(), data.mask_counts(training)
+    assert all(remaining[k] >= 1 for k in range(5) if counts[k] >= 1)
+    assert holdout_split(data, 0.0, seed=7) == []
+
+
+def test_resize_pad_and_back() -> None:
+    assert resized_shape(30, 60, 48) == (24, 48)
+    image = np.random.default_rng(0).integers(0, 255, (30, 60, 3), dtype=np.uint8)
+    mask = np.zeros((30, 60), np.uint8)
+    mask[:, 30:] = 2
+    tensors, shapes = prepare_images([image], 48)
+    assert tensors.shape == (1, 3, 48, 48) and shapes == [(24, 48)]
+    assert tensors[0, :, 24:].abs().max() == 0  # padding = mean colour
+    small = prepare_masks([mask, None], 48)
+    assert small.dtype == torch.uint8 and (small[0, 24:] == 255).all() and (small[1] == 255).all()
+    assert set(small[0, :24].unique().tolist()) == {0, 2}
+    back = labels_to_original(small[0], shapes[0], (30, 60))
+    assert back.shape == (30, 60) and (back == mask).mean() > 0.95
+
+
+def test_batches_are_seeded_and_flip_spatial_tensors_together() -> None:
+    x = torch.arange(4 * 6, dtype=torch.float32).view(4, 1, 1, 6)
+    tensors = {"image": x, "mask": x[:, 0].clone(), "id": torch.arange(4)}
+    first = list(Batches(tensors, 3, seed=1))
+    again = list(Batches(tensors, 3, seed=1))
+    assert len(first) == 2 and len(Batches(tensors, 3, seed=1)) == 2
+    for a, b in zip(first, again, strict=True):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    flipped_any = False
+    for batch in first:
+        for j, i in enumerate(batch["id"].tolist()):
+            flipped = not torch.equal(batch["image"][j], x[i])
+            flipped_any |= flipped
+            assert torch.equal(batch["image"][j], x[i].flip(-1) if flipped else x[i])
+            assert torch.equal(batch["mask"][j], batch["image"][j, 0])
+    assert flipped_any

@@ -1,0 +1,122 @@
+"""Learning happens: measured on held-out synthetic images the networks never trained on.
+
+Transfer setup: categories 1, 2 are strong (some images carry masks of them), 3, 4 are weak
+(tags only; their pixels are unpainted even in masked images). Scored against the full
+ground truth of a fresh test set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from models import LabelingData, PipelineConfig, run_pipeline
+from models.inference import predict, predict_transfer
+from models.metrics import accumulate, class_iou, mean_iou
+from models.pipeline import PipelineResult
+from tests.synthetic import make_shapes_dataset, split_strong_weak
+
+STRONG, WEAK = [1, 2], [3, 4]
+CFG = PipelineConfig(
+    image_size=48,
+    width=16,
+    batch_size=8,
+    epochs_lnet=20,
+    epochs_pnet=10,
+    epochs_round=5,
+    rounds=1,
+    slic_segments=24,
+    device="cpu",
+    seed=0,
+)
+
+
+@dataclass
+class Scores:
+    weak: float
+    strong: float
+    all: float
+
+
+@dataclass
+class Outcome:
+    data: LabelingData
+    result: PipelineResult
+    test_tags: list[frozenset[int]]
+    cam: Scores
+    lnet: Scores
+    final: Scores
+    test_masks: dict[str, list[np.ndarray]]
+
+
+def _scores(preds: list[np.ndarray], gts: list[np.ndarray]) -> Scores:
+    iou = class_iou(accumulate(preds, gts, 5))
+    return Scores(weak=mean_iou(iou, WEAK), strong=mean_iou(iou, STRONG), all=mean_iou(iou))
+
+
+def run_transfer_experiment(cfg: PipelineConfig) -> Outcome:
+    """Train on 80 synthetic images, score CAM / L-Net / P-Net+round on 40 unseen ones."""
+    images, gts, tags = make_shapes_dataset(80, 48, seed=1)
+    data = LabelingData(
+        images, tags, split_strong_weak(gts, tags, STRONG, mask_fraction=0.6), num_classes=4
+    )
+    result = run_pipeline(data, cfg)
+    test_images, test_gts, test_tags = make_shapes_dataset(40, 48, seed=99)
+    cam, coarse = predict_transfer(result.model_state, test_images, test_tags)
+    final = [p.mask for p in predict(result.model_state, test_images, test_tags)]
+    outcome = Outcome(
+        data,
+        result,
+        test_tags,
+        _scores(cam, test_gts),
+        _scores(coarse, test_gts),
+        _scores(final, test_gts),
+        {"cam": cam, "lnet": coarse, "final": final},
+    )
+    return outcome
+
+
+@pytest.fixture(scope="module")
+def outcome() -> Outcome:
+    outcome = run_transfer_experiment(CFG)
+    print(
+        f"\nunseen test images, mIoU weak/strong/all: CAM {outcome.cam}, L-Net {outcome.lnet}, "
+        f"P-Net+round {outcome.final}; rolled back: {outcome.result.rolled_back}"
+    )
+    return outcome
+
+
+def test_strong_and_weak_split_as_set_up(outcome: Outcome) -> None:
+    assert outcome.result.strong_classes == STRONG
+    assert outcome.result.weak_classes == WEAK
+
+
+def test_lnet_transfers_to_weak_categories_better_than_cams(outcome: Outcome) -> None:
+    assert outcome.lnet.weak >= 0.5
+    assert outcome.lnet.weak >= outcome.cam.weak + 0.15
+
+
+def test_pnet_and_a_round_are_not_worse_than_lnet(outcome: Outcome) -> None:
+    assert outcome.final.all >= outcome.lnet.all - 0.02
+    assert outcome.final.weak >= outcome.lnet.weak - 0.05
+    assert outcome.final.strong >= 0.75
+
+
+def test_held_out_masks_measure_the_segmenters(outcome: Outcome) -> None:
+    metrics = outcome.result.metrics
+    assert metrics["pnet"]["miou_strong"] >= 0.6
+    assert metrics["round_1"]["miou"] is not None and metrics["round_1"]["kept_fraction"] > 0.3
+
+
+def test_no_prediction_leaves_the_image_tags(outcome: Outcome) -> None:
+    data, result = outcome.data, outcome.result
+    for label in result.labels:
+        assert set(np.unique(label.mask)) <= data.tags[label.index] | {0}
+    for masks in result.stage_masks.values():
+        for index, mask in masks.items():
+            assert set(np.unique(mask)) <= data.tags[index] | {0, 255}
+    for masks in outcome.test_masks.values():
+        for mask, tags in zip(masks, outcome.test_tags, strict=True):
+            assert set(np.unique(mask)) <= tags | {0, 255}
