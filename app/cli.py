@@ -74,8 +74,10 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     from worker.celery_app import make_celery
     from worker.context import WorkerContext
+    from worker.kinds import known_kinds
     from worker.reaper import ReaperThread
     from worker.runner import CeleryRunner
+    from worker.webhook_dispatch import WebhookDispatcher
 
     logging.basicConfig(
         level=args.loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -83,9 +85,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     settings = Settings()
     settings.ensure_dirs()
     upgrade_head(settings.db_url)
+    known_kinds()  # import every kind (torch) once here, not inside the first job
     reaper_ctx = WorkerContext.from_settings(settings)
     reaper = ReaperThread(reaper_ctx, CeleryRunner(settings).enqueue, settings.reaper_interval_s)
     reaper.start()
+    webhooks = WebhookDispatcher(reaper_ctx.sessionmaker).start()
     argv = [
         "worker",
         "-Q",
@@ -104,6 +108,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     try:
         make_celery(settings).worker_main(argv)
     finally:
+        webhooks.stop()
         reaper.stop()
         reaper_ctx.dispose()
     return 0

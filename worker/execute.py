@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app.services.webhooks import enqueue_job_finished
 from app.tables import Job, JobEvent, utcnow
 from worker.checkpoints import StageCheckpoints
 from worker.context import WorkerContext
@@ -73,6 +74,7 @@ def claim(ctx: WorkerContext, job_id: int, worker: str) -> int | None:
         )
         if res.rowcount:  # type: ignore[attr-defined]
             s.add(JobEvent(job_id=job_id, level="error", message="too many attempts"))
+            enqueue_job_finished(s, job_id)
     return None
 
 
@@ -102,6 +104,7 @@ def _finish(
             return False
         level, message, data = event
         s.add(JobEvent(job_id=job_id, level=level, message=message, data=data))
+        enqueue_job_finished(s, job_id)  # webhooks: recorded iff this final status commits
     return True
 
 
@@ -149,9 +152,10 @@ def run_job(
         checkpoints=StageCheckpoints(ctx, job_id),
     )
     try:
-        kind = get_kind(kind_name)
-        jc.params = kind.validate(params)
+        # The heartbeat starts first: importing a kind's modules (torch) can take seconds.
         with Heartbeat(reporter, ctx.settings.job_heartbeat_s):
+            kind = get_kind(kind_name)
+            jc.params = kind.validate(params)
             metrics = kind.run(jc)
     except JobCancelled:
         _finish(ctx, job_id, attempt, "cancelled", event=("info", "cancelled", None))

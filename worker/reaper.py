@@ -18,6 +18,7 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
+from app.services.webhooks import enqueue_job_finished
 from app.tables import Job, JobEvent, utcnow
 from worker.context import WorkerContext
 
@@ -58,6 +59,7 @@ def reap_once(ctx: WorkerContext, enqueue: Callable[[int], None]) -> dict[str, l
                 )
                 if res.rowcount:  # type: ignore[attr-defined]
                     s.add(JobEvent(job_id=job_id, level="error", message=msg))
+                    enqueue_job_finished(s, job_id)
                     failed.append(job_id)
             else:
                 res = s.execute(update(Job).where(guard).values(status="queued", enqueued_at=now))

@@ -10,10 +10,13 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from app.settings import Settings
 from worker.context import WorkerContext
 from worker.execute import run_job
 from worker.reaper import ReaperThread
+from worker.webhook_dispatch import WebhookDispatcher
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,7 @@ class ThreadRunner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tag2mask-job")
         self._stopping = threading.Event()
         self._reaper = ReaperThread(ctx, self.enqueue, ctx.settings.reaper_interval_s)
+        self.webhook_dispatcher = WebhookDispatcher(ctx.sessionmaker)  # webhooks
 
     def enqueue(self, job_id: int) -> None:
         if self._stopping.is_set():
@@ -51,6 +55,7 @@ class ThreadRunner:
     def start(self) -> None:
         self._requeue_orphans()
         self._reaper.start()
+        self.webhook_dispatcher.start()
 
     def _requeue_orphans(self) -> None:
         """Jobs marked running by a process that no longer exists go back to the queue."""
@@ -58,8 +63,16 @@ class ThreadRunner:
 
         from app.tables import Job
 
-        with self.ctx.sessionmaker() as s:
-            queued = s.scalars(select(Job.id).where(Job.status == "queued").order_by(Job.id)).all()
+        try:
+            with self.ctx.sessionmaker() as s:
+                queued = s.scalars(
+                    select(Job.id).where(Job.status == "queued").order_by(Job.id)
+                ).all()
+        except (
+            SQLAlchemyError
+        ):  # not migrated or not reachable: /readyz says so; the reaper retries
+            log.warning("could not read queued jobs at start-up", exc_info=True)
+            return
         for job_id in queued:
             self.enqueue(job_id)
 
@@ -67,6 +80,7 @@ class ThreadRunner:
         self._stopping.set()
         self._reaper.stop()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.webhook_dispatcher.stop()  # unsent deliveries wait in the table for a next start
 
 
 class CeleryRunner:

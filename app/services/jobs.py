@@ -17,6 +17,7 @@ from app.errors import Conflict, NotFound
 from app.metrics import JobStats
 from app.schemas.job import JobEventOut, JobOut
 from app.services.scope import Principal
+from app.services.webhooks import enqueue_job_finished
 from app.tables import ACTIVE_STATUSES, Job, JobEvent, Project, utcnow
 from app.unit_of_work import UnitOfWork
 
@@ -102,6 +103,7 @@ def request_cancel(session: Session, job: Job) -> Job:
     )
     if res.rowcount:  # type: ignore[attr-defined]
         session.add(JobEvent(job_id=job.id, level="info", message="cancelled while queued"))
+        enqueue_job_finished(session, job.id)
     else:
         res = session.execute(
             update(Job)

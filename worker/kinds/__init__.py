@@ -22,9 +22,9 @@ class JobKind:
 
 
 def _registry() -> dict[str, JobKind]:
-    from worker.kinds import stats
+    from worker.kinds import export, pipeline, stats
 
-    kinds = {k.name: k for k in (stats.KIND,)}
+    kinds = {k.name: k for k in (pipeline.KIND, stats.KIND, export.KIND)}
     if os.environ.get("TAG2MASK_ENABLE_TEST_KINDS") == "1":
         from worker.kinds import testing
 
