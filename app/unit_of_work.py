@@ -85,7 +85,7 @@ class Savepoint:
         self.uow = uow
 
     def __enter__(self) -> Savepoint:
-        _open_sqlite_transaction(self.uow.session)
+        open_sqlite_transaction(self.uow.session)
         self._nested = self.uow.session.begin_nested()
         self._mark = len(self.uow._created)
         return self
@@ -102,7 +102,7 @@ class Savepoint:
         return False
 
 
-def _open_sqlite_transaction(session: Session) -> None:
+def open_sqlite_transaction(session: Session) -> None:
     """Make sure SQLite is inside a real transaction before a SAVEPOINT.
 
     pysqlite emits BEGIN only before DML, so a SAVEPOINT issued first would itself open the

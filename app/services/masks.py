@@ -8,7 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
-from app.imaging import decode_mask, encode_png
+from app.imaging import decode_mask, encode_png, mask_stats
 from app.tables import Image, Mask, Project
 from app.unit_of_work import UnitOfWork
 
@@ -47,7 +47,7 @@ def set_human_mask(
         source="human",
         blob_key=key,
         review_state="accepted",
-        stats={},
+        stats=mask_stats(arr),
         corrected_from_id=corrected_from.id if corrected_from else None,
     )
     session.add(mask)
