@@ -9,7 +9,8 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from app.api.routes import health, images, jobs, masks, projects
+from app.api.routes import exports, health, images, jobs, masks, projects, review, webhooks
+from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker
 from app.errors import install_error_handlers
@@ -41,6 +42,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = make_engine(settings.db_url, pool_size=settings.db_pool_size)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.blobs = LocalBlobStore(settings.blob_dir)
+    app.state.principals = (
+        PrincipalCache(settings.auth_cache_ttl_s) if settings.auth_cache_ttl_s > 0 else None
+    )
     app.state.registry = registry = CollectorRegistry()
     app.state.worker_ctx = WorkerContext.from_settings(settings)
     app.state.runner = make_runner(settings, app.state.worker_ctx)
@@ -48,7 +52,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry.register(JobCollector(lambda: read_job_stats(app.state.sessionmaker)))
 
     install_error_handlers(app)
-    for router in (health.router, projects.router, images.router, masks.router, jobs.router):
+    for router in (
+        health.router,
+        projects.router,
+        images.router,
+        masks.router,
+        jobs.router,
+        review.router,
+        exports.router,
+        webhooks.router,
+    ):
         app.include_router(router)
 
     if settings.cors_origins:
