@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image as PILImage
@@ -125,23 +126,42 @@ def decode_png_array(data: bytes) -> np.ndarray:
     return np.array(PILImage.open(io.BytesIO(data)), dtype=np.uint8)
 
 
-def mask_to_rle(mask: np.ndarray, classes: dict[int, str]) -> list[dict[str, object]]:
-    """Per class present in `mask`, its COCO RLE (counts as a string)."""
-    out: list[dict[str, object]] = []
+def class_rles(mask: np.ndarray) -> tuple[tuple[int, tuple[int, int], str], ...]:
+    """Per class index present in `mask` (255 excluded): (index, size, COCO RLE counts)."""
+    out = []
     for index in np.unique(mask):
         idx = int(index)
         if idx == IGNORE_INDEX:
             continue
-        binary = np.asfortranarray((mask == idx).astype(np.uint8))
-        rle = coco_mask.encode(binary)
-        out.append(
-            {
-                "index": idx,
-                "name": classes.get(idx, "background" if idx == 0 else str(idx)),
-                "rle": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode()},
-            }
-        )
-    return out
+        rle = coco_mask.encode(np.asfortranarray((mask == idx).astype(np.uint8)))
+        out.append((idx, (int(rle["size"][0]), int(rle["size"][1])), rle["counts"].decode()))
+    return tuple(out)
+
+
+@lru_cache(maxsize=4096)
+def rle_of_blob(path: str) -> tuple[tuple[int, tuple[int, int], str], ...]:
+    """class_rles of a stored mask PNG; blobs are content-addressed, so caching by path is safe."""
+    with open(path, "rb") as f:
+        return class_rles(decode_png_array(f.read()))
+
+
+def named_rle(
+    rles: tuple[tuple[int, tuple[int, int], str], ...], classes: dict[int, str]
+) -> list[dict[str, object]]:
+    """The contract's `classes` list: index, category name and {size, counts}."""
+    return [
+        {
+            "index": idx,
+            "name": classes.get(idx, "background" if idx == 0 else str(idx)),
+            "rle": {"size": list(size), "counts": counts},
+        }
+        for idx, size, counts in rles
+    ]
+
+
+def mask_to_rle(mask: np.ndarray, classes: dict[int, str]) -> list[dict[str, object]]:
+    """Per class present in `mask`, its COCO RLE (counts as a string)."""
+    return named_rle(class_rles(mask), classes)
 
 
 def hex_to_rgb(color: str) -> tuple[int, int, int]:
@@ -176,3 +196,9 @@ def default_color(index: int) -> str:
         b |= ((c >> 2) & 1) << (7 - j)
         c >>= 3
     return f"#{r:02x}{g:02x}{b:02x}"
+
+
+def mask_stats(mask: np.ndarray) -> dict[str, object]:
+    """Pixel count per class index present in a class-index mask (255 included)."""
+    counts = np.bincount(mask.ravel(), minlength=256)
+    return {"class_pixels": {str(i): int(counts[i]) for i in np.flatnonzero(counts)}}

@@ -53,7 +53,11 @@ BlobsDep = Annotated[BlobStore, Depends(get_blobs)]
 
 
 def current_principal(request: Request, session: SessionDep) -> Principal:
-    return authenticate(session, request.headers.get("authorization"))
+    header = request.headers.get("authorization")
+    cache = request.app.state.principals
+    if not header or cache is None:
+        return authenticate(session, header)
+    return cache.get(header, lambda: authenticate(session, header))
 
 
 CurrentKey = Annotated[Principal, Depends(current_principal)]

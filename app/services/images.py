@@ -5,18 +5,20 @@ from __future__ import annotations
 import base64
 import hashlib
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, exists, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import NotFound, ValidationFailed
-from app.imaging import decode_mask, encode_png, probe_image
+from app.imaging import decode_mask, encode_png, mask_stats, probe_image
 from app.schemas.image import ImageOut
 from app.services.projects import get_project_or_raise
 from app.services.scope import Principal
 from app.services.tags import resolve_tags
 from app.tables import Image, Mask, Project, image_tags
-from app.unit_of_work import UnitOfWork
+from app.unit_of_work import UnitOfWork, open_sqlite_transaction
 
 MAX_FILENAME = 500
 
@@ -29,10 +31,14 @@ class Upload:
     mask: bytes | None = None
 
 
-def get_image_or_raise(session: Session, image_id: int, who: Principal) -> Image:
-    image = session.scalar(
-        select(Image).where(Image.id == image_id).options(selectinload(Image.tags))
-    )
+def get_image_or_raise(
+    session: Session, image_id: int, who: Principal, *, with_tags: bool = True
+) -> Image:
+    """The image (with its tags unless the caller needs none); 404 outside the key's scope."""
+    stmt = select(Image).where(Image.id == image_id)
+    if with_tags:
+        stmt = stmt.options(selectinload(Image.tags))
+    image = session.scalar(stmt)
     if image is None or not who.can_see(image.project_id):
         raise NotFound(f"Image {image_id} does not exist.")
     return image
@@ -58,6 +64,7 @@ def upload_image(
         return existing, False
     info = probe_image(upload.data, max_pixels)
     mask_png = None
+    stats: dict[str, object] = {}
     if upload.mask is not None:
         arr = decode_mask(
             upload.mask,
@@ -67,6 +74,7 @@ def upload_image(
             max_pixels=max_pixels,
         )
         mask_png = encode_png(arr)
+        stats = mask_stats(arr)
     key = uow.put_blob(upload.data)
     image = Image(
         project_id=project.id,
@@ -79,8 +87,20 @@ def upload_image(
         size_bytes=len(upload.data),
     )
     image.tags = categories
-    session.add(image)
-    session.flush()
+    open_sqlite_transaction(session)  # so the savepoint's release does not commit
+    try:
+        with session.begin_nested():
+            session.add(image)
+    except IntegrityError:
+        # The same bytes were uploaded concurrently and that request committed first.
+        existing = session.scalar(
+            select(Image)
+            .where(Image.project_id == project.id, Image.sha256 == sha)
+            .options(selectinload(Image.tags))
+        )
+        if existing is None:
+            raise
+        return existing, False
     if mask_png is not None:
         session.add(
             Mask(
@@ -89,7 +109,7 @@ def upload_image(
                 source="human",
                 blob_key=uow.put_blob(mask_png),
                 review_state="accepted",
-                stats={},
+                stats=stats,
             )
         )
         session.flush()
@@ -149,39 +169,66 @@ class ImageFilter:
     review_state: str | None = None
 
 
-def _has_mask(source: str, review_state: str | None = None):
-    cond = (Mask.image_id == Image.id) & (Mask.source == source)
+def _has_mask(source: str) -> Any:
+    return exists().where((Mask.image_id == Image.id) & (Mask.source == source))
+
+
+def _mask_driver(project_id: int, source: str, review_state: str | None, after: int) -> Any:
+    """Ids of the project's images holding such a mask, in id order, from the masks index."""
+    stmt = select(Mask.image_id.label("image_id")).where(
+        Mask.project_id == project_id, Mask.source == source, Mask.image_id > after
+    )
     if review_state is not None:
-        cond = cond & (Mask.review_state == review_state)
-    return exists().where(cond)
+        stmt = stmt.where(Mask.review_state == review_state)
+    return stmt.group_by(Mask.image_id).subquery()
 
 
 def list_images(
     session: Session, project: Project, flt: ImageFilter, *, limit: int, cursor: str | None
 ) -> tuple[list[Image], str | None]:
-    """A keyset page of the project's images in id order, and the cursor of the next page."""
+    """A keyset page of the project's images in id order, and the cursor of the next page.
+
+    A positive filter drives the query from its own index (image_tags by category, masks by
+    source/review state), so a rare tag or state costs as little as a common one; the other
+    filters are checked per row.
+    """
     after = decode_cursor(cursor)
     stmt = select(Image).where(Image.project_id == project.id, Image.id > after)
+    driven = False
     if flt.tag is not None:
         cat = next((c for c in project.categories if c.name == flt.tag), None)
         if cat is None:
             resolve_tags(project, [flt.tag])  # raises unknown_tag
             raise AssertionError
-        stmt = stmt.where(
-            exists().where(
-                (image_tags.c.image_id == Image.id) & (image_tags.c.category_id == cat.id)
-            )
-        )
-    if flt.has_human_mask is not None:
-        cond = _has_mask("human")
-        stmt = stmt.where(cond if flt.has_human_mask else ~cond)
-    if flt.has_pseudo_mask is not None:
-        cond = _has_mask("pseudo")
-        stmt = stmt.where(cond if flt.has_pseudo_mask else ~cond)
-    if flt.review_state is not None:
-        stmt = stmt.where(_has_mask("pseudo", flt.review_state))
+        stmt = stmt.join(
+            image_tags,
+            (image_tags.c.image_id == Image.id) & (image_tags.c.category_id == cat.id),
+        ).where(image_tags.c.image_id > after)
+        order = image_tags.c.image_id
+        driven = True
+    else:
+        order = Image.id
+    for source, wanted, state in (
+        ("pseudo", True if flt.review_state is not None else None, flt.review_state),
+        ("human", flt.has_human_mask, None),
+        ("pseudo", flt.has_pseudo_mask, None),
+    ):
+        if wanted is None:
+            continue
+        if wanted and not driven:
+            drv = _mask_driver(project.id, source, state, after)
+            stmt = stmt.join(drv, drv.c.image_id == Image.id)
+            order = drv.c.image_id
+            driven = True
+        elif wanted:
+            cond = (Mask.image_id == Image.id) & (Mask.source == source)
+            if state is not None:
+                cond = cond & (Mask.review_state == state)
+            stmt = stmt.where(exists().where(cond))
+        else:
+            stmt = stmt.where(~_has_mask(source))
     rows = list(
-        session.scalars(stmt.order_by(Image.id).limit(limit + 1).options(selectinload(Image.tags)))
+        session.scalars(stmt.order_by(order).limit(limit + 1).options(selectinload(Image.tags)))
     )
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor

@@ -19,12 +19,14 @@ image_tags = Table(
 
 class Image(TimestampMixin, Base):
     __tablename__ = "images"
-    __table_args__ = (UniqueConstraint("project_id", "sha256"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "sha256"),
+        # keyset pages of one project in id order
+        Index("ix_images_project_id_id", "project_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    project_id: Mapped[int] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), index=True
-    )
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     sha256: Mapped[str] = mapped_column(String(64))
     width: Mapped[int]
     height: Mapped[int]

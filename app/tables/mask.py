@@ -22,9 +22,24 @@ class Mask(TimestampMixin, Base):
         Index("ix_masks_image_id_source", "image_id", "source"),
         # frontend sync: a project's masks changed since T, keyset on (updated_at, id)
         Index("ix_masks_project_id_updated_at_id", "project_id", "updated_at", "id"),
+        # image lists filtered by has_*_mask / review_state, driven in image id order
+        Index("ix_masks_project_id_source_image_id", "project_id", "source", "image_id"),
+        Index(
+            "ix_masks_project_id_source_review_state_image_id",
+            "project_id",
+            "source",
+            "review_state",
+            "image_id",
+        ),
         # review queue: pending pseudo-masks, lowest confidence first
-        Index("ix_masks_project_id_review_queue", "project_id", "source", "review_state",
-              "mean_confidence", "id"),
+        Index(
+            "ix_masks_project_id_review_queue",
+            "project_id",
+            "source",
+            "review_state",
+            "mean_confidence",
+            "id",
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import Annotator, CurrentKey, SessionDep, SettingsDep, UowDep
 from app.api.http_cache import CACHE_CONTROL, cached_bytes, etag_for, not_modified
 from app.errors import NotFound
-from app.imaging import decode_png_array, decode_rgb, mask_to_rle, overlay_png
+from app.imaging import decode_png_array, decode_rgb, named_rle, overlay_png, rle_of_blob
 from app.schemas.image import MaskOut
 from app.services.images import get_image_or_raise
 from app.services.masks import find_mask, latest_pseudo, set_human_mask
@@ -58,7 +58,7 @@ def get_mask(
     source: Literal["best", "human", "pseudo"] = "best",
     format: Literal["png", "rle", "overlay"] = "png",
 ) -> Response | dict[str, object]:
-    image = get_image_or_raise(session, image_id, who)
+    image = get_image_or_raise(session, image_id, who, with_tags=False)
     mask = find_mask(session, image, source)
     blobs = request.app.state.blobs
     headers = {"X-Mask-Id": str(mask.id), "X-Mask-Source": mask.source}
@@ -74,13 +74,14 @@ def get_mask(
         hit = not_modified(request, etag)
         if hit is not None:
             return hit
-        arr = decode_png_array(blobs.get(mask.blob_key))
         body = {
             "width": image.width,
             "height": image.height,
             "source": mask.source,
             "mask_id": mask.id,
-            "classes": mask_to_rle(arr, category_names(project)),
+            "classes": named_rle(
+                rle_of_blob(str(blobs.path(mask.blob_key))), category_names(project)
+            ),
         }
         return JSONResponse(body, headers={**headers, "ETag": etag, "Cache-Control": CACHE_CONTROL})
     colors = category_colors(project)
@@ -101,7 +102,7 @@ def get_mask(
 def get_confidence(
     image_id: int, request: Request, session: SessionDep, who: CurrentKey
 ) -> Response:
-    image = get_image_or_raise(session, image_id, who)
+    image = get_image_or_raise(session, image_id, who, with_tags=False)
     mask = latest_pseudo(session, image.id)
     if mask is None or mask.confidence_key is None:
         raise NotFound(f"Image {image_id} has no pseudo-mask yet, so no confidence map.")

@@ -1,0 +1,33 @@
+"""A short-lived in-process cache of authenticated keys, so hot read paths skip a query.
+
+Only successful look-ups are cached, for `ttl_s` seconds: a revoked key keeps working at
+most that long in each API process.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from app.services.scope import Principal
+
+
+class PrincipalCache:
+    def __init__(self, ttl_s: float = 10.0, max_entries: int = 10_000) -> None:
+        self.ttl_s = ttl_s
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, authorization: str, load: Callable[[], Principal]) -> Principal:
+        now = time.monotonic()
+        hit = self._entries.get(authorization)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        principal = load()  # raises for a bad key: nothing cached
+        with self._lock:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[authorization] = (now + self.ttl_s, principal)
+        return principal

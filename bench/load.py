@@ -1,0 +1,244 @@
+"""API under concurrent load: uvicorn on PostgreSQL, clients from a separate process.
+
+Starts the service (`uvicorn app.main:create_app --factory --workers W`) on a fresh
+PostgreSQL database filled with a project of images and pseudo-masks, then, for each
+route and each N in --clients, runs bench/load_client.py (N concurrent keep-alive
+clients on 127.0.0.1) for --seconds and prints requests/s, p50/p95/p99 and errors.
+
+    python bench/load.py --workers 2 --clients 1 16 64 --seconds 10 --json bench/out/load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from app.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
+from app.services.keys import create_key  # noqa: E402
+from app.settings import Settings  # noqa: E402
+from bench.common import drop_database, fresh_database, markdown_table, write_json  # noqa: E402
+
+ROUTES = ("mask_png", "mask_rle", "list", "upload")
+TARGET_P99_MS = {"mask_png": 50, "mask_rle": 50, "list": 50, "upload": 200}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def seed(base: str, key: str, settings: Settings, n_images: int) -> tuple[int, list[int]]:
+    """A project of 320x240 JPEGs over the API, each with a pseudo-mask from a finished run."""
+    from bench.load_client import jpeg_pool
+    from models.pipeline import ImageLabel
+    from worker.context import WorkerContext
+    from worker.writeback import write_pseudo_masks
+
+    h = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=base, headers=h, timeout=60) as c:
+        pid = c.post(
+            "/v1/projects",
+            json={
+                "name": "load",
+                "categories": [{"name": n} for n in ("cat", "dog", "bird", "car")],
+            },
+        ).json()["id"]
+        ids = []
+        for i, data in enumerate(jpeg_pool(n_images, seed=12345)):
+            r = c.post(
+                f"/v1/projects/{pid}/images",
+                files={"file": (f"s{i}.jpg", data)},
+                data={"tags": "cat,dog"},
+            )
+            r.raise_for_status()
+            ids.append(r.json()["id"])
+    rng = np.random.default_rng(0)
+    labels = []
+    for i in range(len(ids)):
+        mask = np.zeros((240, 320), np.uint8)
+        y, x = rng.integers(20, 180), rng.integers(20, 260)
+        mask[y : y + 50, x : x + 50] = 1
+        mask[:40, :] = 2
+        labels.append(
+            ImageLabel(
+                index=i,
+                mask=mask,
+                confidence=np.full_like(mask, 200),
+                regions=[{"id": 0, "bbox": [0, 0, 320, 240], "score": 0.8}],
+            )
+        )
+    ctx = WorkerContext.from_settings(settings)
+    with ctx.sessionmaker.begin() as s:
+        from app.tables import Job, utcnow
+
+        job = Job(
+            project_id=pid,
+            kind="pipeline",
+            status="succeeded",
+            params={},
+            metrics={},
+            attempts=1,
+            started_at=utcnow(),
+            finished_at=utcnow(),
+        )
+        s.add(job)
+        s.flush()
+        job_id = job.id
+    write_pseudo_masks(ctx, pid, job_id, labels, ids, None)
+    ctx.dispose()
+    return pid, ids
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    ap.add_argument("--clients", type=int, nargs="+", default=[1, 16, 64])
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--routes", nargs="+", default=list(ROUTES), choices=ROUTES)
+    ap.add_argument("--images", type=int, default=200, help="images in the seeded project")
+    ap.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    ap.add_argument("--json", default=None)
+    args = ap.parse_args()
+
+    url = fresh_database(args.admin_url, prefix="tag2mask_load")
+    data_dir = Path(tempfile.mkdtemp(prefix="tag2mask-load-"))
+    settings = Settings(database_url=url, data_dir=data_dir, job_runner="celery")
+    settings.ensure_dirs()
+    engine = make_engine(url, pool_size=1)
+    with session_scope(make_sessionmaker(engine)) as s:
+        key = create_key(s, "admin", name="load")[1]
+    engine.dispose()
+    port = free_port()
+    env = {
+        **os.environ,
+        "TAG2MASK_DATABASE_URL": url,
+        "TAG2MASK_DATA_DIR": str(data_dir),
+        "TAG2MASK_JOB_RUNNER": "celery",
+    }
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "app.main:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            str(args.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+        ],
+        cwd=ROOT,
+        env=env,
+    )
+    base = f"http://127.0.0.1:{port}"
+    rows, results = [], []
+    try:
+        for _ in range(100):
+            try:
+                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        pid, ids = seed(base, key, settings, args.images)
+        for route in args.routes:
+            for n in args.clients:
+                spec = {
+                    "route": route,
+                    "clients": n,
+                    "seconds": args.seconds,
+                    "image_ids": ids,
+                    "project_id": pid,
+                    "seed": n,
+                }
+                out = subprocess.run(
+                    [
+                        sys.executable,
+                        str(ROOT / "bench" / "load_client.py"),
+                        base,
+                        key,
+                        json.dumps(spec),
+                    ],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=ROOT,
+                )
+                res = json.loads(out.stdout.strip().splitlines()[-1])
+                results.append(res)
+                target = TARGET_P99_MS[route] if n == 64 else None
+                rows.append(
+                    [
+                        route,
+                        n,
+                        round(res["rps"], 1),
+                        round(res["p50_ms"], 1),
+                        round(res["p95_ms"], 1),
+                        round(res["p99_ms"], 1),
+                        res["errors"],
+                        "" if target is None else ("yes" if res["p99_ms"] < target else "NO"),
+                    ]
+                )
+                print(
+                    f"{route:9s} N={n:3d} {res['rps']:8.1f} req/s p99 {res['p99_ms']:.1f} ms",
+                    file=sys.stderr,
+                    flush=True,
+                )
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        drop_database(url, args.admin_url)
+    print(
+        f"\nuvicorn --workers {args.workers} on PostgreSQL, {args.seconds:.0f} s per cell, "
+        f"{args.images} images of 320x240 with pseudo-masks\n"
+    )
+    print(
+        markdown_table(
+            [
+                "route",
+                "clients",
+                "req/s",
+                "p50 ms",
+                "p95 ms",
+                "p99 ms",
+                "errors",
+                "p99 target met (N=64)",
+            ],
+            rows,
+        )
+    )
+    write_json(
+        args.json,
+        {
+            "benchmark": "load",
+            "workers": args.workers,
+            "seconds": args.seconds,
+            "targets_p99_ms_at_64": TARGET_P99_MS,
+            "results": results,
+        },
+    )
+    return 0 if all(r["errors"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
