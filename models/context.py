@@ -119,6 +119,11 @@ class PipelineContext:
         order = self.train_masked + self.targets
         n_masked, size = len(self.train_masked), self.cfg.image_size
         none = torch.full((n_masked, size, size), 255, dtype=torch.uint8)
+        rejected = [p for p, i in enumerate(self.targets) if i in self.data.no_pseudo]
+        if rejected:
+            pseudo, weight = pseudo.clone(), weight.clone()
+            pseudo[rejected] = 255
+            weight[rejected] = 0.0
         return {
             "image": self.images[order],
             "mask": self.masks[order],

@@ -20,6 +20,8 @@ class LabelingData:
         masks: per image, an HxW uint8 class-index mask (0..K, 255 = unlabelled) or None.
         num_classes: K, categories without background.
         class_names: optional K+1 names, index 0 = background.
+        no_pseudo: indices of images whose pseudo-labels must not train a network
+            (reviewers rejected them); they are still labelled.
     """
 
     images: list[np.ndarray]
@@ -27,6 +29,8 @@ class LabelingData:
     masks: list[np.ndarray | None]
     num_classes: int
     class_names: list[str] | None = None
+    # Images whose pseudo-labels reviewers rejected: still labelled, never trained on.
+    no_pseudo: frozenset[int] = frozenset()
 
     def __post_init__(self) -> None:
         n = len(self.images)
@@ -38,6 +42,9 @@ class LabelingData:
         if self.num_classes < 1:
             raise ValueError("num_classes must be at least 1")
         self.tags = [frozenset(int(t) for t in tags) for tags in self.tags]
+        self.no_pseudo = frozenset(int(i) for i in self.no_pseudo)
+        if any(not 0 <= i < n for i in self.no_pseudo):
+            raise ValueError(f"no_pseudo holds indices outside 0..{n - 1}")
         for i, (image, tags, mask) in enumerate(
             zip(self.images, self.tags, self.masks, strict=True)
         ):

@@ -1,6 +1,7 @@
 """Project rows and blobs → the arrays models/ takes (images, tags, human masks).
 
-Accepted pseudo-masks count as human masks: people checked them.
+Accepted pseudo-masks count as human masks: people checked them. Images whose latest
+pseudo-mask was rejected are labelled again but never train on their pseudo-labels.
 """
 
 from __future__ import annotations
@@ -59,6 +60,14 @@ def load_project(
             .where((Mask.source == "human") | (Mask.review_state == "accepted"))
             .order_by(Mask.id)
         ).all()
+        # The newest pseudo-mask's review state per image: rejected ones must not train.
+        latest_state: dict[int, str] = dict(
+            s.execute(
+                select(Mask.image_id, Mask.review_state)
+                .where(Mask.project_id == project_id, Mask.source == "pseudo")
+                .order_by(Mask.id)
+            ).all()
+        )
     best: dict[int, tuple[str, str]] = {}
     for iid, source, key, _ in mask_rows:  # human wins; among pseudo, the newest accepted
         if source == "human" or best.get(iid, ("", ""))[0] != "human":
@@ -73,7 +82,13 @@ def load_project(
         masks.append(decode_png_array(ctx.blobs.get(best[iid][1])) if iid in best else None)
     names = {idx: name for _, idx, name in cats}
     num_classes = max(names, default=0)
+    rejected = frozenset(
+        n
+        for n, (iid, _) in enumerate(images)
+        if iid not in best and latest_state.get(iid) == "rejected"
+    )
     data = LabelingData(
+        no_pseudo=rejected,
         images=arrays,
         tags=[frozenset(tags[iid]) for iid, _ in images],
         masks=masks,

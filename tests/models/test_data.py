@@ -91,3 +91,28 @@ def test_batches_are_seeded_and_flip_spatial_tensors_together() -> None:
             assert torch.equal(batch["image"][j], x[i].flip(-1) if flipped else x[i])
             assert torch.equal(batch["mask"][j], batch["image"][j, 0])
     assert flipped_any
+
+
+def test_rejected_pseudo_labels_never_train() -> None:
+    """Images in no_pseudo are still targets, but their pseudo pixels are ignored, weight 0."""
+    from models.config import PipelineConfig
+    from models.context import PipelineContext
+
+    images, masks, tags = make_shapes_dataset(8, 32, seed=5)
+    human = [masks[i] if i < 3 else None for i in range(8)]
+    data = LabelingData(images, tags, human, 4, no_pseudo=frozenset({5}))
+    ctx = PipelineContext.build(
+        data, PipelineConfig(image_size=32), torch.device("cpu"), holdout=[]
+    )
+    n = len(ctx.targets)
+    pseudo = torch.ones((n, 32, 32), dtype=torch.uint8)
+    weight = torch.ones((n, 32, 32))
+    out = ctx.segmenter_tensors(pseudo, weight)
+    rows = len(ctx.train_masked) + ctx.targets.index(5)
+    other = len(ctx.train_masked) + ctx.targets.index(6)
+    assert 5 in ctx.targets
+    assert (out["pseudo"][rows] == 255).all() and (out["weight"][rows] == 0).all()
+    assert (out["pseudo"][other] == 1).all() and (out["weight"][other] == 1).all()
+    assert (pseudo == 1).all(), "the caller's tensors are not modified"
+    with pytest.raises(ValueError, match="no_pseudo"):
+        LabelingData(images, tags, human, 4, no_pseudo=frozenset({99}))
