@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, exists, select
+from sqlalchemy import delete, exists, literal, select, union_all
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, selectinload
 
@@ -17,7 +17,7 @@ from app.schemas.image import ImageOut
 from app.services.projects import get_project_or_raise
 from app.services.scope import Principal
 from app.services.tags import resolve_tags
-from app.tables import Image, Mask, Project, image_tags
+from app.tables import Category, Image, Mask, Project, image_tags
 from app.unit_of_work import UnitOfWork, open_sqlite_transaction
 
 MAX_FILENAME = 500
@@ -227,22 +227,32 @@ def list_images(
             stmt = stmt.where(exists().where(cond))
         else:
             stmt = stmt.where(~_has_mask(source))
-    rows = list(
-        session.scalars(stmt.order_by(order).limit(limit + 1).options(selectinload(Image.tags)))
-    )
+    rows = list(session.scalars(stmt.order_by(order).limit(limit + 1)))
     next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
     return rows[:limit], next_cursor
 
 
 def image_views(session: Session, images: list[Image]) -> list[ImageOut]:
-    """Wire form of images, with mask flags fetched in one query for the whole page."""
+    """Wire form of images; tags and mask flags of the whole page come in one query."""
     ids = [im.id for im in images]
+    tags: dict[int, list[tuple[int, str]]] = {i: [] for i in ids}
     flags: dict[int, set[str]] = {i: set() for i in ids}
     if ids:
-        for image_id, source in session.execute(
-            select(Mask.image_id, Mask.source).where(Mask.image_id.in_(ids)).distinct()
-        ):
-            flags[image_id].add(source)
+        tag_rows = (
+            select(image_tags.c.image_id, literal("tag"), Category.name, Category.class_index)
+            .join(Category, Category.id == image_tags.c.category_id)
+            .where(image_tags.c.image_id.in_(ids))
+        )
+        mask_rows = (
+            select(Mask.image_id, literal("mask"), Mask.source, literal(0))
+            .where(Mask.image_id.in_(ids))
+            .distinct()
+        )
+        for image_id, kind, value, index in session.execute(union_all(tag_rows, mask_rows)):
+            if kind == "tag":
+                tags[image_id].append((index, value))
+            else:
+                flags[image_id].add(value)
     return [
         ImageOut(
             id=im.id,
@@ -251,7 +261,7 @@ def image_views(session: Session, images: list[Image]) -> list[ImageOut]:
             width=im.width,
             height=im.height,
             filename=im.filename,
-            tags=[c.name for c in im.tags],
+            tags=[name for _, name in sorted(tags[im.id])],
             has_human_mask="human" in flags[im.id],
             has_pseudo_mask="pseudo" in flags[im.id],
             created_at=im.created_at,

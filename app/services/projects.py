@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
 from app.errors import Conflict, NotFound, ValidationFailed
 from app.imaging import default_color
@@ -15,8 +15,12 @@ from app.tables import Category, Project
 
 def get_project_or_raise(session: Session, project_id: int, who: Principal) -> Project:
     """The project with its categories; 404 when missing or outside the key's scope."""
-    project = session.scalar(
-        select(Project).where(Project.id == project_id).options(selectinload(Project.categories))
+    project = (
+        session.execute(
+            select(Project).where(Project.id == project_id).options(joinedload(Project.categories))
+        )
+        .unique()
+        .scalar_one_or_none()
     )
     if project is None or not who.can_see(project.id):
         raise NotFound(f"Project {project_id} does not exist.")
