@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
@@ -29,6 +30,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run on anyio's thread pool; fewer threads than its default 40 means
+        # less GIL contention under load (the database pool bounds concurrency anyway).
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.api_threads
         app.state.runner.start()
         try:
             yield

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from sqlalchemy import select
+from sqlalchemy import case, select
 from sqlalchemy.orm import Session
 
 from app.errors import NotFound
@@ -63,25 +63,21 @@ def latest_pseudo(session: Session, image_id: int, *, accepted_only: bool = Fals
 
 
 def find_mask(session: Session, image: Image, source: MaskSource) -> Mask:
-    """`best` = the human mask, else the accepted pseudo-mask, else the latest pseudo-mask."""
-    human = None
-    if source in ("best", "human"):
-        human = session.scalar(
-            select(Mask)
-            .where(Mask.image_id == image.id, Mask.source == "human")
-            .order_by(Mask.id.desc())
-            .limit(1)
-        )
-        if human is not None:
-            return human
-        if source == "human":
-            raise NotFound(f"Image {image.id} has no human mask.")
-    pseudo = latest_pseudo(session, image.id, accepted_only=True) or latest_pseudo(
-        session, image.id
+    """`best` = the human mask, else the accepted pseudo-mask, else the latest pseudo-mask.
+
+    One query: the image's few masks ordered by that preference.
+    """
+    stmt = select(Mask).where(Mask.image_id == image.id)
+    if source != "best":
+        stmt = stmt.where(Mask.source == source)
+    preference = (
+        case((Mask.source == "human", 0), else_=1),
+        case((Mask.review_state == "accepted", 0), else_=1),
+        Mask.id.desc(),
     )
-    if pseudo is None:
-        what = "mask" if source == "best" else "pseudo-mask"
-        raise NotFound(
-            f"Image {image.id} has no {what} yet: upload a human mask or run a labeling job."
-        )
-    return pseudo
+    mask = session.scalar(stmt.order_by(*preference).limit(1))
+    if mask is None:
+        what = {"best": "mask", "human": "human mask", "pseudo": "pseudo-mask"}[source]
+        hint = "" if source == "human" else ": upload a human mask or run a labeling job"
+        raise NotFound(f"Image {image.id} has no {what} yet{hint}.")
+    return mask
