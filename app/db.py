@@ -11,9 +11,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine for `url`: SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL a pool."""
+    """An engine for `url`: SQLite gets WAL, foreign keys and a busy timeout.
+
+    Both hold at most 2 * pool_size connections (see max_connections).
+    """
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            pool_size=pool_size,
+            max_overflow=pool_size,
+        )
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -46,3 +54,8 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+def max_connections(pool_size: int) -> int:
+    """Connections an engine from make_engine(pool_size=...) opens at most."""
+    return 2 * pool_size

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -13,7 +14,7 @@ from prometheus_client import CollectorRegistry
 from app.api.routes import exports, health, images, jobs, masks, projects, review, webhooks
 from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
-from app.db import make_engine, make_sessionmaker
+from app.db import make_engine, make_sessionmaker, max_connections
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
 from app.metrics import HttpMetrics, JobCollector
@@ -45,6 +46,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.engine = make_engine(settings.db_url, pool_size=settings.db_pool_size)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
+    app.state.db_slots = anyio.Semaphore(max_connections(settings.db_pool_size))
     app.state.blobs = LocalBlobStore(settings.blob_dir)
     app.state.principals = (
         PrincipalCache(settings.auth_cache_ttl_s) if settings.auth_cache_ttl_s > 0 else None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.blobs import BlobStore
 from app.services.keys import authenticate
@@ -15,17 +16,24 @@ from app.settings import Settings
 from app.unit_of_work import UnitOfWork
 
 
-def get_uow(request: Request) -> Iterator[UnitOfWork]:
-    """Commit when the route returns (before the response is sent), roll back on error."""
-    uow = UnitOfWork(request.app.state.sessionmaker, request.app.state.blobs)
-    try:
-        yield uow
-        uow.commit()
-    except BaseException:
-        uow.rollback()
-        raise
-    finally:
-        uow.close()
+async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
+    """Commit when the route returns (before the response is sent), roll back on error.
+
+    A request first takes one of as many slots as the database pool has connections,
+    waiting without a thread. Without that, requests holding a connection while they
+    wait for a free thread, and threads waiting for a free connection, can deadlock
+    under load (seen at 64 concurrent clients).
+    """
+    async with request.app.state.db_slots:
+        uow = UnitOfWork(request.app.state.sessionmaker, request.app.state.blobs)
+        try:
+            yield uow
+            await run_in_threadpool(uow.commit)
+        except BaseException:
+            await run_in_threadpool(uow.rollback)
+            raise
+        finally:
+            await run_in_threadpool(uow.close)
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
