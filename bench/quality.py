@@ -785,6 +785,10 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     started = time.perf_counter()
 
     ds = load_dataset(args.data, profile.max_images, args.seed)
+    if "background" not in overrides and not any((m == 0).any() for m in ds.masks):
+        # The label set has no background class (MSRC): a fact about the dataset, stated
+        # like a project owner would; no mask is used for training by this.
+        cfg = dataclasses.replace(cfg, background="absent")
     train, val = stratified_split(ds.tags, profile.val_fraction, args.seed)
     assert not set(train) & set(val)
     scorer = Scorer(ds, val, profile.untagged)

@@ -61,6 +61,11 @@ class PipelineConfig:
     slic_segments: int = _knob(64, 1, 10_000, doc="SLIC superpixels per training-size image")
     slic_compactness: float = _knob(10.0, 0.01, 1000.0)
     # P-Net and self-training
+    background: str = _knob(
+        "auto",
+        choices=("auto", "present", "absent"),
+        doc="class 0: learned from the human masks (auto), or stated for tag-only projects",
+    )
     segmenter_init: str = _knob(
         "lnet",
         choices=("lnet", "scratch"),

@@ -85,7 +85,9 @@ class PipelineContext:
             tags=multi_hot(data.tags, data.num_classes),
             valid=valid_mask(shapes, size),
             shapes=shapes,
-            has_background=data.has_background,
+            has_background=(
+                data.has_background if cfg.background == "auto" else cfg.background == "present"
+            ),
             strong=data.strong_classes(cfg.min_masks_per_class),
             weak=data.weak_classes(cfg.min_masks_per_class),
             holdout=sorted(held),

@@ -116,3 +116,18 @@ def test_rejected_pseudo_labels_never_train() -> None:
     assert (pseudo == 1).all(), "the caller's tensors are not modified"
     with pytest.raises(ValueError, match="no_pseudo"):
         LabelingData(images, tags, human, 4, no_pseudo=frozenset({99}))
+
+
+def test_background_can_be_stated_when_no_mask_tells() -> None:
+    """A tags-only project of a dataset without background must never predict class 0."""
+    from models.config import PipelineConfig
+    from models.context import PipelineContext
+
+    images, _, tags = make_shapes_dataset(6, 32, seed=2, background=False)
+    data = LabelingData(images, tags, [None] * 6, 4)
+    cpu = torch.device("cpu")
+    assert PipelineContext.build(data, PipelineConfig(image_size=32), cpu).has_background
+    absent = PipelineConfig(image_size=32, background="absent")
+    assert not PipelineContext.build(data, absent, cpu).has_background
+    with pytest.raises(ValueError, match="background"):
+        PipelineConfig.from_params({"background": "sometimes"})
