@@ -61,6 +61,12 @@ class PipelineConfig:
     slic_segments: int = _knob(64, 1, 10_000, doc="SLIC superpixels per training-size image")
     slic_compactness: float = _knob(10.0, 0.01, 1000.0)
     # P-Net and self-training
+    human_share: float = _knob(
+        0.0,
+        0.0,
+        0.9,
+        doc="share of each epoch given to human-masked images by repeating them; 0: as they come",
+    )
     background: str = _knob(
         "auto",
         choices=("auto", "present", "absent"),

@@ -105,11 +105,37 @@ class PipelineContext:
         """Positions in ``targets`` of the images without a human mask."""
         return [p for p, i in enumerate(self.targets) if self.data.masks[i] is None]
 
+    def human_repeats(self, others: int) -> int:
+        """How often each human-masked image appears per epoch so that they make up about
+        ``cfg.human_share`` of it (few masks among many tag-only images otherwise drown)."""
+        share, n = self.cfg.human_share, len(self.train_masked)
+        if share <= 0 or n == 0:
+            return 1
+        return max(1, round(share * others / ((1 - share) * n)))
+
     def lnet_tensors(self) -> dict[str, Tensor]:
-        """L-Net's training set: every image, with the masks of train_masked."""
-        has_mask = torch.zeros(len(self.data), dtype=torch.bool)
-        has_mask[self.train_masked] = True
-        return {"image": self.images, "mask": self.masks, "tags": self.tags, "has_mask": has_mask}
+        """L-Net's training set: every image, with the masks of train_masked (repeated)."""
+        masked = set(self.train_masked)
+        others = [i for i in range(len(self.data)) if i not in masked]
+        repeats = self.human_repeats(len(others))
+        if repeats == 1:
+            has_mask = torch.zeros(len(self.data), dtype=torch.bool)
+            has_mask[self.train_masked] = True
+            return {
+                "image": self.images,
+                "mask": self.masks,
+                "tags": self.tags,
+                "has_mask": has_mask,
+            }
+        order = self.train_masked * repeats + others
+        has_mask = torch.zeros(len(order), dtype=torch.bool)
+        has_mask[: len(order) - len(others)] = True
+        return {
+            "image": self.images[order],
+            "mask": self.masks[order],
+            "tags": self.tags[order],
+            "has_mask": has_mask,
+        }
 
     def segmenter_tensors(self, pseudo: Tensor, weight: Tensor) -> dict[str, Tensor]:
         """Segmenters' training set: train_masked with human masks, targets with pseudo-masks.
@@ -118,8 +144,8 @@ class PipelineContext:
             pseudo: (len(targets), S, S) uint8 pseudo labels, 255 = ignore.
             weight: (len(targets), S, S) float per-pixel weights of the pseudo labels.
         """
-        order = self.train_masked + self.targets
-        n_masked, size = len(self.train_masked), self.cfg.image_size
+        order = self.train_masked * self.human_repeats(len(self.targets)) + self.targets
+        n_masked, size = len(order) - len(self.targets), self.cfg.image_size
         none = torch.full((n_masked, size, size), 255, dtype=torch.uint8)
         rejected = [p for p, i in enumerate(self.targets) if i in self.data.no_pseudo]
         if rejected:

@@ -131,3 +131,27 @@ def test_background_can_be_stated_when_no_mask_tells() -> None:
     assert not PipelineContext.build(data, absent, cpu).has_background
     with pytest.raises(ValueError, match="background"):
         PipelineConfig.from_params({"background": "sometimes"})
+
+
+def test_human_share_repeats_masked_images() -> None:
+    """human_share gives the few human masks about that share of every epoch."""
+    from models.config import PipelineConfig
+    from models.context import PipelineContext
+
+    images, masks, tags = make_shapes_dataset(20, 32, seed=4)
+    human = [masks[i] if i < 2 else None for i in range(20)]
+    data = LabelingData(images, tags, human, 4)
+    cpu = torch.device("cpu")
+    plain = PipelineContext.build(data, PipelineConfig(image_size=32), cpu, holdout=[])
+    assert len(plain.lnet_tensors()["image"]) == 20
+    ctx = PipelineContext.build(
+        data, PipelineConfig(image_size=32, human_share=0.5), cpu, holdout=[]
+    )
+    assert ctx.human_repeats(18) == 9
+    lnet = ctx.lnet_tensors()
+    assert len(lnet["image"]) == 2 * 9 + 18 and int(lnet["has_mask"].sum()) == 18
+    n = len(ctx.targets)
+    seg = ctx.segmenter_tensors(torch.zeros((n, 32, 32), dtype=torch.uint8), torch.ones(n, 32, 32))
+    assert int(seg["has_mask"].sum()) == 18 and len(seg["image"]) == 18 + n
+    assert (seg["weight"][:18] == 0).all() and (seg["pseudo"][:18] == 255).all()
+    assert torch.equal(seg["mask"][:2], seg["mask"][2:4])  # the same two masks, repeated
