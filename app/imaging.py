@@ -186,8 +186,8 @@ def overlay_png(
     return buf.getvalue()
 
 
-def default_color(index: int) -> str:
-    """A distinct colour per class index (PASCAL VOC's bit-interleaved palette)."""
+def voc_rgb(index: int) -> tuple[int, int, int]:
+    """PASCAL VOC's bit-interleaved palette colour of a class index (255: 224,224,192)."""
     r = g = b = 0
     c = index
     for j in range(8):
@@ -195,7 +195,12 @@ def default_color(index: int) -> str:
         g |= ((c >> 1) & 1) << (7 - j)
         b |= ((c >> 2) & 1) << (7 - j)
         c >>= 3
-    return f"#{r:02x}{g:02x}{b:02x}"
+    return r, g, b
+
+
+def default_color(index: int) -> str:
+    """A distinct colour per class index (the VOC palette), as #rrggbb."""
+    return "#{:02x}{:02x}{:02x}".format(*voc_rgb(index))
 
 
 def mask_stats(mask: np.ndarray) -> dict[str, object]:

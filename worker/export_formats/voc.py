@@ -14,7 +14,7 @@ import zipfile
 import numpy as np
 from PIL import Image as PILImage
 
-from app.imaging import IGNORE_INDEX, decode_rgb
+from app.imaging import IGNORE_INDEX, decode_rgb, voc_rgb
 from worker.export_formats.base import ExportItem, ExportWriter
 
 JPEG_QUALITY = 95  # with 4:4:4 chroma: colour edges stay where the mask has them
@@ -23,17 +23,7 @@ EXIF_ORIENTATION = 0x0112
 
 def voc_colormap(n: int = 256) -> np.ndarray:
     """PASCAL VOC's bit-interleaved colour map (index 255 is the void colour 224,224,192)."""
-    cmap = np.zeros((n, 3), dtype=np.uint8)
-    for i in range(n):
-        r = g = b = 0
-        c = i
-        for j in range(8):
-            r |= ((c >> 0) & 1) << (7 - j)
-            g |= ((c >> 1) & 1) << (7 - j)
-            b |= ((c >> 2) & 1) << (7 - j)
-            c >>= 3
-        cmap[i] = (r, g, b)
-    return cmap
+    return np.array([voc_rgb(i) for i in range(n)], dtype=np.uint8)
 
 
 PALETTE = voc_colormap()
