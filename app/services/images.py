@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session, selectinload
 from app.errors import NotFound, ValidationFailed
 from app.imaging import decode_mask, encode_png, mask_stats, probe_image
 from app.schemas.image import ImageOut
-from app.services.projects import get_project_or_raise
 from app.services.scope import Principal
 from app.services.tags import resolve_tags
 from app.tables import Category, Image, Mask, Project, image_tags
@@ -272,7 +271,3 @@ def image_views(session: Session, images: list[Image]) -> list[ImageOut]:
 
 def image_view(session: Session, image: Image) -> ImageOut:
     return image_views(session, [image])[0]
-
-
-def project_of(session: Session, image: Image, who: Principal) -> Project:
-    return get_project_or_raise(session, image.project_id, who)
