@@ -12,12 +12,12 @@ labelled four ways (bench/quality_data.py):
     full       every mask: the fully supervised reference
 
 Each setting is ONE call of models.pipeline.run_pipeline, the function the service's
-`pipeline` job calls; its stages give the rows CAM, L-Net, L-Net + P-Net and one per
-self-training round (each stage's saved state is the network of that row). A second run
-on the masked images alone gives "supervised only". The val images are predicted with the
-same models.pipeline.predict / predict_transfer a predict-only job uses. Label quality is
-scored on the training images that had no mask, against their hidden masks, which no
-network ever sees (checked before every run).
+`pipeline` job calls; its stages give the rows CAM, L-Net, supervised only (S_a+S_b on the
+human masks alone, the pipeline's own stage before P-Net), L-Net + P-Net and one per
+self-training round (each stage's saved state is the network of that row). The val
+images are predicted with the same models.pipeline.predict / predict_transfer a
+predict-only job uses. Label quality is scored on the training images that had no mask,
+against their hidden masks, which no network ever sees (checked before every run).
 
 Markdown table on stdout, progress on stderr, every figure in --json.
 """
@@ -144,7 +144,12 @@ PROFILES: dict[str, Profile] = {
 # about 2,420 s = 40 minutes. A second torch process on the two cores can slow this 2-3x.
 CPU_PROFILE_ESTIMATE_S = 2420
 
-STAGE_LABELS = {"cam": "CAM (tags)", "lnet": "L-Net", "pnet": "L-Net + P-Net"}
+STAGE_LABELS = {
+    "cam": "CAM (tags)",
+    "lnet": "L-Net",
+    "supervised": "supervised only (human masks)",
+    "pnet": "L-Net + P-Net",
+}
 
 
 def stage_label(stage: str) -> str:
@@ -314,7 +319,13 @@ class Run:
 
 
 def pipeline_stages(cfg: PipelineConfig) -> list[str]:
-    return ["lnet", "pnet", *[f"round_{r}" for r in range(1, cfg.rounds + 1)], "predict"]
+    return [
+        "lnet",
+        "supervised",
+        "pnet",
+        *[f"round_{r}" for r in range(1, cfg.rounds + 1)],
+        "predict",
+    ]
 
 
 def run_setting(
@@ -351,15 +362,6 @@ def run_setting(
     )
     seconds = clock.close()
     return Run(setting, chosen, result, saved, clock, round(seconds, 2), cfg)
-
-
-def supervised_config(cfg: PipelineConfig, total: int, masked: int) -> PipelineConfig:
-    """Same network and schedule for a run on ``masked`` of ``total`` images: epochs scaled
-    by total/masked so it takes as many optimizer steps as the run on every image."""
-    factor = total / max(masked, 1)
-    return dataclasses.replace(
-        cfg, **{n: min(1000, max(1, round(getattr(cfg, n) * factor))) for n in EPOCH_FIELDS}
-    )
 
 
 def restored_lnet(
@@ -445,52 +447,14 @@ def stage_rows(ds: Dataset, run: Run, scorer: Scorer, key: str) -> list[dict[str
         )
     # The final network: the last segmenter stage that was kept (a rolled-back round
     # restores the previous stage's nets, which the run then delivers).
-    final = [r for r in rows if r["stage"] not in ("cam", "lnet") and not r["rolled_back"]][-1]
+    final = [
+        r for r in rows if r["stage"] not in ("cam", "lnet", "supervised") and not r["rolled_back"]
+    ][-1]
     final["final"] = True
     if unmasked:  # what the run delivers: predict-stage masks at original size, no 255
         delivered = {label.index: label.mask for label in result.labels}
         final["label_delivered"] = label_quality(ds, setting, delivered, unmasked)
     return rows
-
-
-def supervised_row(
-    ds: Dataset, setting: Setting, cfg: PipelineConfig, scorer: Scorer, key: str, progress: bool
-) -> dict[str, Any]:
-    """A run on the masked images alone (no holdout, iteration-matched): its segmenters
-    label the unmasked training images (with their tags) and predict val."""
-    masked = setting.masked_positions
-    sup_cfg = supervised_config(cfg, len(setting.train), len(masked))
-    run = run_setting(
-        ds,
-        setting,
-        sup_cfg,
-        title=f"{key}: supervised only",
-        positions=masked,
-        holdout=[],
-        progress=progress,
-    )
-    state = run.result.model_state
-    unmasked = setting.unmasked_positions
-    preds = predict(
-        state,
-        [ds.images[setting.train[p]] for p in unmasked],
-        [ds.tags[setting.train[p]] for p in unmasked],
-        sup_cfg,
-    )
-    label = label_quality(
-        ds, setting, {p: pr.mask for p, pr in zip(unmasked, preds, strict=True)}, unmasked
-    )
-    return make_row(
-        key,
-        "supervised only (masked images)",
-        stage="supervised",
-        label=label,
-        val=scorer.segmenter(state, sup_cfg, setting),
-        seconds=run.seconds,
-        cumulative=run.seconds,
-        images=len(masked),
-        epochs={n: getattr(sup_cfg, n) for n in EPOCH_FIELDS},
-    )
 
 
 def budget_rows(
@@ -818,8 +782,6 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
         runs[key] = run
         setting_rows = stage_rows(ds, run, scorer, key)
-        if key not in ("full", "tags_only") and setting.masked_positions:
-            setting_rows.insert(1, supervised_row(ds, setting, cfg, scorer, key, progress))
         if key == "semi" and profile.budget > 0 and setting.unmasked_positions:
             extra, budget_summary = budget_rows(
                 ds, run, profile.budget, args.seed, scorer, key, progress
@@ -880,9 +842,9 @@ NOTES = [
     "models.pipeline.predict_transfer with the val tags.",
     "% of full: val mIoU / val mIoU of the full setting's final network (same network, "
     "schedule and code, every training mask).",
-    "supervised only: run_pipeline on the masked images alone, no holdout, epochs scaled "
-    "by train/masked so it takes as many optimizer steps as the setting's run; its "
-    "segmenters label the tag-only images (with their tags).",
+    "supervised only: the pipeline's supervised stage, S_a+S_b (and Dsc) trained on the "
+    "setting's training masks alone (its held-out slice excluded), as many optimizer steps "
+    "per epoch as a P-Net epoch; its label maps of the tag-only images use their tags.",
     "budget rows (semi): the run's budget ranking's top B tag-only images get their true "
     "masks vs B random tag-only images (same seed); L-Net is restored from the semi run and "
     "the P-Net stage re-run (no rounds); label mIoU on images tag-only in both arms.",

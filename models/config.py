@@ -24,7 +24,7 @@ def _knob(
 
 
 # `epochs` (DESIGN.md job params) sets every stage's epochs unless one is given by name.
-EPOCH_FIELDS = ("epochs_lnet", "epochs_pnet", "epochs_round")
+EPOCH_FIELDS = ("epochs_lnet", "epochs_supervised", "epochs_pnet", "epochs_round")
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,12 @@ class PipelineConfig:
     # data and schedule
     image_size: int = _knob(96, 16, 1024, doc="training resolution: longer side, padded to square")
     epochs_lnet: int = _knob(20, 1, 1000, doc="L-Net epochs")
+    epochs_supervised: int = _knob(
+        10,
+        0,
+        1000,
+        doc="epochs of S_a, S_b, Dsc on the human masks alone before P-Net (0: skip)",
+    )
     epochs_pnet: int = _knob(15, 1, 1000, doc="P-Net (S_a, S_b, Dsc) epochs")
     epochs_round: int = _knob(5, 1, 1000, doc="epochs per self-training round")
     rounds: int = _knob(2, 0, 20, doc="self-training rounds")

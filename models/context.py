@@ -144,23 +144,42 @@ class PipelineContext:
             pseudo: (len(targets), S, S) uint8 pseudo labels, 255 = ignore.
             weight: (len(targets), S, S) float per-pixel weights of the pseudo labels.
         """
-        order = self.train_masked * self.human_repeats(len(self.targets)) + self.targets
-        n_masked, size = len(order) - len(self.targets), self.cfg.image_size
-        none = torch.full((n_masked, size, size), 255, dtype=torch.uint8)
         rejected = [p for p, i in enumerate(self.targets) if i in self.data.no_pseudo]
         if rejected:
             pseudo, weight = pseudo.clone(), weight.clone()
             pseudo[rejected] = 255
             weight[rejected] = 0.0
+        masked = self.train_masked * self.human_repeats(len(self.targets))
+        return self._segmenter_rows(masked, self.targets, pseudo, weight)
+
+    def supervised_tensors(self) -> dict[str, Tensor]:
+        """The human-masked training images alone, repeated to about as many samples as
+        :meth:`segmenter_tensors` holds, so a supervised epoch takes as many optimizer
+        steps as a P-Net epoch (few masks would otherwise get a handful of steps)."""
+        n = len(self.train_masked)
+        repeats = max(1, round((n + len(self.targets)) / max(n, 1)))
+        none = torch.zeros(0, self.cfg.image_size, self.cfg.image_size)
+        return self._segmenter_rows(self.train_masked * repeats, [], none, none)
+
+    def _segmenter_rows(
+        self, masked: list[int], targets: list[int], pseudo: Tensor, weight: Tensor
+    ) -> dict[str, Tensor]:
+        order, size = masked + targets, self.cfg.image_size
+        none = torch.full((len(masked), size, size), 255, dtype=torch.uint8)
         return {
             "image": self.images[order],
             "mask": self.masks[order],
             "tags": self.tags[order],
             "valid": self.valid[order],
-            "has_mask": torch.arange(len(order)) < n_masked,
+            "has_mask": torch.arange(len(order)) < len(masked),
             "pseudo": torch.cat([none, pseudo.to(torch.uint8)]),
-            "weight": torch.cat([torch.zeros(n_masked, size, size), weight.float()]),
+            "weight": torch.cat([torch.zeros(len(masked), size, size), weight.float()]),
         }
+
+    @property
+    def learned_classes(self) -> list[int]:
+        """Classes the human masks teach: the strong categories, and background if present."""
+        return ([0] if self.has_background else []) + self.strong
 
     def to_original(self, position: int, labels: Tensor) -> np.ndarray:
         """A target's (S, S) label map at its image's original size (nearest)."""

@@ -1,4 +1,6 @@
-"""The labeling pipeline the service and the benchmark both call: lnet → pnet → rounds → predict.
+"""The labeling pipeline the service and the benchmark both call.
+
+Stages: lnet → supervised → pnet → rounds → predict.
 
 Each finished stage is handed to ``save_stage`` as a dict of tensors, numbers, strings and
 lists (torch.save-able, loadable with ``weights_only=True``); a stage that ``load_stage``
@@ -24,7 +26,7 @@ from models.inference import Prediction, label_images, predict, predict_transfer
 from models.label_transfer import transfer_labels
 from models.loader import Batches
 from models.networks import build_lnet, cpu_state
-from models.pseudo import allowed_classes
+from models.pseudo import allowed_classes, fuse_labels
 from models.self_training import SegmenterNets, predict_targets, run_round, train_segmenters
 from models.steps import LNetStep
 from models.train import fit, resolve_device
@@ -53,9 +55,11 @@ class PipelineResult:
     """Everything one run delivers."""
 
     labels: list[ImageLabel]  # every image without a human mask, by index
-    metrics: dict[str, dict[str, Any]]  # "cam", "lnet", "pnet", "round_k", "predict"
-    # stage ("cam", "lnet", "pnet", "round_k") → image index → original-size uint8 mask;
-    # "lnet" keeps its 255 (low margin); a rolled-back round's masks are the rejected model's
+    # "cam", "lnet", "supervised" (when there are human masks), "pnet", "round_k", "predict"
+    metrics: dict[str, dict[str, Any]]
+    # stage ("cam", "lnet", "supervised", "pnet", "round_k") → image index → original-size
+    # uint8 mask; "lnet" keeps its 255 (low margin); a rolled-back round's masks are the
+    # rejected model's
     stage_masks: dict[str, dict[int, np.ndarray]]
     strong_classes: list[int]
     weak_classes: list[int]
@@ -134,29 +138,34 @@ def _lnet_stage(
     }
 
 
-def _pnet_stage(
+def _lnet_encoder(cfg: PipelineConfig, lnet: dict[str, Any]) -> dict[str, Any] | None:
+    """L-Net's encoder weights for fresh segmenters (segmenter_init=lnet), else None."""
+    if cfg.segmenter_init != "lnet":
+        return None
+    return {
+        k.removeprefix("encoder."): v for k, v in lnet["lnet"].items() if k.startswith("encoder.")
+    }
+
+
+def _train_stage(
+    name: str,
     ctx: PipelineContext,
-    lnet: dict[str, Any],
+    nets: SegmenterNets,
+    tensors: dict[str, torch.Tensor],
+    *,
+    epochs: int,
+    seed: int,
     progress: StageProgress,
     should_stop: Callable[[], bool],
 ) -> dict[str, Any]:
-    cfg, started = ctx.cfg, time.perf_counter()
-    encoder = None
-    if cfg.segmenter_init == "lnet":
-        encoder = {
-            k.removeprefix("encoder."): v
-            for k, v in lnet["lnet"].items()
-            if k.startswith("encoder.")
-        }
-    nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=encoder)
-    coarse = lnet["coarse"]
+    """Train ``nets`` on ``tensors``, label the targets, score them on the held-out masks."""
+    started = time.perf_counter()
     train_segmenters(
         ctx,
         nets,
-        coarse,
-        (coarse != 255).float(),
-        epochs=cfg.epochs_pnet,
-        seed=cfg.seed + 4,
+        tensors,
+        epochs=epochs,
+        seed=seed,
         cross_thresholds=None,
         on_progress=lambda f, m: progress(0.9 * f, m),
         should_stop=should_stop,
@@ -166,8 +175,58 @@ def _pnet_stage(
     return {
         **nets.state(),
         "labels": labels,
-        "metrics": {"pnet": {**ctx.evaluate(labels), "seconds": seconds}},
+        "metrics": {name: {**ctx.evaluate(labels), "seconds": seconds}},
     }
+
+
+def _supervised_stage(
+    ctx: PipelineContext,
+    lnet: dict[str, Any],
+    progress: StageProgress,
+    should_stop: Callable[[], bool],
+) -> dict[str, Any]:
+    """S_a, S_b and Dsc trained on the human masks alone; their tag-constrained labels of
+    the targets join L-Net's in P-Net's pseudo labels (models.pseudo.fuse_labels)."""
+    cfg = ctx.cfg
+    nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
+    return _train_stage(
+        "supervised",
+        ctx,
+        nets,
+        ctx.supervised_tensors(),
+        epochs=cfg.epochs_supervised,
+        seed=cfg.seed + 5,
+        progress=progress,
+        should_stop=should_stop,
+    )
+
+
+def _pnet_stage(
+    ctx: PipelineContext,
+    lnet: dict[str, Any],
+    supervised: dict[str, Any] | None,
+    progress: StageProgress,
+    should_stop: Callable[[], bool],
+) -> dict[str, Any]:
+    """S_a, S_b and Dsc on human masks + pseudo labels: L-Net's coarse masks, fused with
+    the supervised stage's labels (whose nets P-Net then continues) when there is one."""
+    cfg = ctx.cfg
+    coarse = lnet["coarse"]
+    if supervised is None:
+        nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
+    else:
+        nets = SegmenterNets.build(ctx, supervised)
+        coarse = fuse_labels(coarse, supervised["labels"], ctx.learned_classes)
+    return _train_stage(
+        "pnet",
+        ctx,
+        nets,
+        ctx.segmenter_tensors(coarse, (coarse != 255).float()),
+        epochs=cfg.epochs_pnet,
+        seed=cfg.seed + 4,
+        progress=progress,
+        should_stop=should_stop,
+    )
 
 
 def _round_stage(
@@ -253,9 +312,18 @@ def run_pipeline(
     ctx = PipelineContext.build(data, cfg, resolve_device(cfg.device), holdout)
     stages = _Stages(ctx, on_progress, should_stop, load_stage, save_stage)
     lnet = stages.run("lnet", lambda p: _lnet_stage(ctx, p, should_stop))
-    current = stages.run("pnet", lambda p: _pnet_stage(ctx, lnet, p, should_stop))
+    supervised = None
+    if ctx.train_masked and cfg.epochs_supervised > 0:
+        supervised = stages.run(
+            "supervised", lambda p: _supervised_stage(ctx, lnet, p, should_stop)
+        )
+    current = stages.run("pnet", lambda p: _pnet_stage(ctx, lnet, supervised, p, should_stop))
     metrics = {**lnet["metrics"], **current["metrics"]}
-    stage_labels = {"cam": lnet["cam"], "lnet": lnet["coarse"], "pnet": current["labels"]}
+    stage_labels = {"cam": lnet["cam"], "lnet": lnet["coarse"]}
+    if supervised is not None:
+        metrics.update(supervised["metrics"])
+        stage_labels["supervised"] = supervised["labels"]
+    stage_labels["pnet"] = current["labels"]
     miou, rounds_run, rolled_back = metrics["pnet"]["miou_gt"], 0, False
     for r in range(1, cfg.rounds + 1):
         previous, previous_miou = current, miou

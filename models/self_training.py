@@ -141,8 +141,7 @@ def filter_pseudo_labels(
 def train_segmenters(
     ctx: PipelineContext,
     nets: SegmenterNets,
-    pseudo: Tensor,
-    weight: Tensor,
+    tensors: dict[str, Tensor],
     *,
     epochs: int,
     seed: int,
@@ -150,7 +149,8 @@ def train_segmenters(
     on_progress: ProgressFn | None,
     should_stop: StopFn | None,
 ) -> FitResult:
-    """fit() S_a, S_b and Dsc on human masks + weighted pseudo-masks of the targets."""
+    """fit() S_a, S_b and Dsc on ``tensors`` (PipelineContext.segmenter_tensors or
+    supervised_tensors): human masks + weighted pseudo-masks."""
     step = PNetAdversarialStep(
         {"s_a": nets.s_a, "s_b": nets.s_b},
         nets.disc,
@@ -159,7 +159,7 @@ def train_segmenters(
         has_background=ctx.has_background,
         cross_thresholds=cross_thresholds,
     )
-    loader = Batches(ctx.segmenter_tensors(pseudo, weight), ctx.cfg.batch_size, seed=seed)
+    loader = Batches(tensors, ctx.cfg.batch_size, seed=seed)
     return fit(
         step,
         loader,
@@ -193,8 +193,7 @@ def run_round(
     train_segmenters(
         ctx,
         nets,
-        pseudo,
-        weight,
+        ctx.segmenter_tensors(pseudo, weight),
         epochs=ctx.cfg.epochs_round,
         seed=ctx.cfg.seed + 10 * round_index,
         cross_thresholds=taus,

@@ -214,8 +214,8 @@ def test_every_network_input_is_checked_and_hides_tag_only_masks(
         )
     finally:
         torch.set_num_threads(threads)
-    # full, semi, semi supervised-only and the two budget arms
-    assert len(checked) == 5
+    # full, semi and the two budget arms
+    assert len(checked) == 4
     assert set(out["settings"]) == {"full", "semi"}
     budget = out["settings"]["semi"]["budget"]
     assert len(budget["suggested"]["images"]) == len(budget["random"]["images"]) == 2
@@ -259,6 +259,7 @@ def test_cli_quick_profile_end_to_end(folder: Path, tmp_path: Path) -> None:
             (key, "L-Net + P-Net"),
             (key, "self-training round 1"),
         } <= rows
-    assert ("semi", "supervised only (masked images)") in rows
+    for key in ("transfer", "semi"):
+        assert (key, "supervised only (human masks)") in rows
     assert ("semi", "L-Net + P-Net, +2 suggested masks") in rows
     assert report["machine"]["cpu"] is not None

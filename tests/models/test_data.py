@@ -155,3 +155,20 @@ def test_human_share_repeats_masked_images() -> None:
     assert int(seg["has_mask"].sum()) == 18 and len(seg["image"]) == 18 + n
     assert (seg["weight"][:18] == 0).all() and (seg["pseudo"][:18] == 255).all()
     assert torch.equal(seg["mask"][:2], seg["mask"][2:4])  # the same two masks, repeated
+
+
+def test_supervised_tensors_hold_only_human_masks_at_a_full_epochs_size() -> None:
+    """The supervised stage trains on human masks alone, repeated to about one epoch of
+    every image, so it never sees a pseudo label nor a tag-only image."""
+    from models.config import PipelineConfig
+    from models.context import PipelineContext
+
+    images, masks, tags = make_shapes_dataset(20, 32, seed=4)
+    human = [masks[i] if i < 4 else None for i in range(20)]
+    data = LabelingData(images, tags, human, 4)
+    ctx = PipelineContext.build(data, PipelineConfig(image_size=32), torch.device("cpu"), [])
+    sup = ctx.supervised_tensors()
+    assert len(sup["image"]) == 20 and bool(sup["has_mask"].all())
+    assert (sup["pseudo"] == 255).all() and (sup["weight"] == 0).all()
+    assert (sup["mask"] != 255).any(dim=(1, 2)).all()  # every row is a human mask
+    assert torch.equal(sup["image"][:4], sup["image"][4:8])

@@ -24,6 +24,7 @@ CFG = PipelineConfig(
     width=16,
     batch_size=8,
     epochs_lnet=20,
+    epochs_supervised=5,
     epochs_pnet=10,
     epochs_round=5,
     rounds=1,
@@ -106,6 +107,7 @@ def test_pnet_and_a_round_are_not_worse_than_lnet(outcome: Outcome) -> None:
 
 def test_held_out_masks_measure_the_segmenters(outcome: Outcome) -> None:
     metrics = outcome.result.metrics
+    assert metrics["supervised"]["miou_strong"] >= 0.6
     assert metrics["pnet"]["miou_strong"] >= 0.6
     assert metrics["round_1"]["miou"] is not None and metrics["round_1"]["kept_fraction"] > 0.3
 

@@ -17,6 +17,7 @@ from tests.synthetic import make_shapes_dataset, split_strong_weak
 CFG = PipelineConfig(
     image_size=32,
     epochs_lnet=2,
+    epochs_supervised=1,
     epochs_pnet=1,
     epochs_round=1,
     rounds=2,
@@ -73,7 +74,7 @@ def test_outputs_cover_every_unmasked_image(first_run) -> None:
         assert set(np.unique(label.mask)) <= data.tags[label.index] | {0}
         assert label.regions and {"id", "bbox", "score"} <= set(label.regions[0])
     assert sorted(item.index for item in result.budget) == data.unmasked
-    assert set(result.stage_masks) == {"cam", "lnet", "pnet", "round_1", "round_2"}
+    assert set(result.stage_masks) == {"cam", "lnet", "supervised", "pnet", "round_1", "round_2"}
     for masks in result.stage_masks.values():
         assert sorted(masks) == data.unmasked
     assert {"lnet", "s_a", "s_b", "disc", "num_classes", "has_background", "config"} <= set(
@@ -91,7 +92,7 @@ def test_outputs_cover_every_unmasked_image(first_run) -> None:
 def test_progress_is_monotone_within_each_stage(first_run) -> None:
     _, _, recorder = first_run
     stages = list(dict.fromkeys(stage for stage, _ in recorder.progress))
-    assert stages == ["lnet", "pnet", "round_1", "round_2", "predict"]
+    assert stages == ["lnet", "supervised", "pnet", "round_1", "round_2", "predict"]
     for stage in stages:
         fractions = [f for s, f in recorder.progress if s == stage]
         assert fractions[0] == 0.0 and fractions[-1] == 1.0
@@ -108,7 +109,7 @@ def test_saved_stages_resume_without_training(first_run) -> None:
         on_progress=lambda s, f, m: progress.append((s, f)),
         should_stop=lambda: False,
     )
-    assert again.resumed == ["lnet", "pnet", "round_1", "round_2", "predict"]
+    assert again.resumed == ["lnet", "supervised", "pnet", "round_1", "round_2", "predict"]
     assert all(f == 1.0 for _, f in progress)  # nothing trained, nothing in between
     for a, b in zip(result.labels, again.labels, strict=True):
         assert np.array_equal(a.mask, b.mask) and np.array_equal(a.confidence, b.confidence)
@@ -118,9 +119,9 @@ def test_saved_stages_resume_without_training(first_run) -> None:
 
 def test_resume_after_a_crash_retrains_the_rest_identically(first_run) -> None:
     data, result, recorder = first_run
-    kept = {k: recorder.saved[k] for k in ("lnet", "pnet")}
+    kept = {k: recorder.saved[k] for k in ("lnet", "supervised", "pnet")}
     again = run_pipeline(data, CFG, load_stage=kept.get)
-    assert again.resumed == ["lnet", "pnet"]
+    assert again.resumed == ["lnet", "supervised", "pnet"]
     for a, b in zip(result.labels, again.labels, strict=True):
         assert np.array_equal(a.mask, b.mask)
 
@@ -136,7 +137,7 @@ def test_should_stop_raises_stop_requested() -> None:
             should_stop=lambda: "pnet" in calls,
             save_stage=lambda name, state: saved.setdefault(name, state),
         )
-    assert list(saved) == ["lnet"]
+    assert list(saved) == ["lnet", "supervised"]
 
 
 def test_without_background_class_zero_never_appears() -> None:

@@ -13,6 +13,7 @@ from models.pseudo import (
     confident_labels,
     constrain,
     flip_averaged_probs,
+    fuse_labels,
 )
 
 
@@ -95,3 +96,13 @@ def test_confident_labels() -> None:
     assert out.tolist() == [[[0, 255]]]
     out = confident_labels(probs, torch.tensor([0.5, 0.5]), valid=torch.tensor([[[False, True]]]))
     assert out.tolist() == [[[255, 1]]]
+
+
+def test_fused_labels_take_supervised_strong_and_lnet_weak() -> None:
+    """Strong classes (1, 2) come from the supervised map unless L-Net says weak (3);
+    L-Net's label stands where the supervised map holds an untaught class."""
+    coarse = torch.tensor([[[1, 3, 255, 2, 255]]], dtype=torch.uint8)
+    supervised = torch.tensor([[[2, 1, 1, 3, 255]]], dtype=torch.uint8)
+    fused = fuse_labels(coarse, supervised, [1, 2])
+    assert fused.tolist() == [[[2, 3, 1, 2, 255]]]
+    assert fused.dtype == torch.uint8

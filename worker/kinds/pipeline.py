@@ -49,7 +49,12 @@ def _config(jc: JobContext) -> PipelineConfig:
 
 def stage_spans(rounds: int) -> dict[str, tuple[float, float]]:
     """Overall progress span of each stage (training stages take most of the time)."""
-    spans = {"load": (0.0, 0.04), "lnet": (0.04, 0.3), "pnet": (0.3, 0.55)}
+    spans = {
+        "load": (0.0, 0.04),
+        "lnet": (0.04, 0.22),
+        "supervised": (0.22, 0.35),
+        "pnet": (0.35, 0.55),
+    }
     lo, hi = 0.55, 0.9
     for r in range(1, rounds + 1):
         spans[f"round_{r}"] = (lo + (hi - lo) * (r - 1) / rounds, lo + (hi - lo) * r / rounds)
