@@ -1,7 +1,8 @@
 """Annotation budget: rank unmasked images by the expected gain of a human mask, greedily.
 
 Gain = mean(uncertainty, S_a/S_b disagreement, low region scores) + a bonus for categories
-with few masks + a diversity bonus for categories the picks so far do not cover. Each pick
+with few masks + a bonus for categories the held-out masks show segmented badly (or do not
+show at all) + a diversity bonus for categories the picks so far do not cover. Each pick
 counts as one more mask for its categories, so the order spreads over categories instead
 of repeating one hard case.
 """
@@ -53,6 +54,7 @@ def rank_for_annotation(
     *,
     min_masks: int = 3,
     diversity: float = 0.5,
+    class_quality: Mapping[int, float] | None = None,
 ) -> list[BudgetItem]:
     """Greedy order of ``candidates`` (image indices) by expected gain of a human mask.
 
@@ -63,6 +65,9 @@ def rank_for_annotation(
         mask_counts: (K+1,) human masks per class so far.
         min_masks: masks at which a category stops earning the rarity bonus.
         diversity: bonus weight for the share of an image's categories not yet covered.
+        class_quality: held-out IoU per class of the delivered segmenters; an image earns
+            mean(1 - IoU) over its categories (a category without held-out evidence counts
+            as IoU 0: nothing shows it is learned). None: no such bonus.
     """
     counts = np.asarray(mask_counts, dtype=np.float64).copy()
     base = [float(np.mean([s[name] for name in SIGNALS])) for s in signals]
@@ -76,12 +81,18 @@ def rank_for_annotation(
             t = tags[j]
             rarity = float(np.mean([max(0.0, 1 - counts[k] / min_masks) for k in t])) if t else 0.0
             new = sorted(t - covered)
-            gain = base[j] + rarity + diversity * len(new) / max(1, len(t))
+            gap = (
+                float(np.mean([1.0 - class_quality.get(k, 0.0) for k in t]))
+                if t and class_quality is not None
+                else 0.0
+            )
+            gain = base[j] + rarity + gap + diversity * len(new) / max(1, len(t))
             if gain > best_gain:
                 best, best_gain = j, gain
                 best_parts = {
                     **{n: round(signals[j][n], 4) for n in SIGNALS},
                     "rare_categories": round(rarity, 4),
+                    "low_category_quality": round(gap, 4),
                     "new_categories": new,
                 }
         remaining.remove(best)

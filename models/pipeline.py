@@ -250,7 +250,10 @@ def _round_stage(
 
 
 def _predict_stage(
-    ctx: PipelineContext, nets_state: dict[str, Any], progress: StageProgress
+    ctx: PipelineContext,
+    nets_state: dict[str, Any],
+    class_quality: dict[int, float],
+    progress: StageProgress,
 ) -> dict[str, Any]:
     started = time.perf_counter()
     nets = SegmenterNets.build(ctx, nets_state)
@@ -275,6 +278,7 @@ def _predict_stage(
         ctx.data.mask_counts(),
         min_masks=ctx.cfg.min_masks_per_class,
         diversity=ctx.cfg.budget_diversity,
+        class_quality=class_quality if ctx.holdout else None,
     )
     return {
         "masks": [torch.from_numpy(p.mask) for p in preds],
@@ -325,6 +329,7 @@ def run_pipeline(
         stage_labels["supervised"] = supervised["labels"]
     stage_labels["pnet"] = current["labels"]
     miou, rounds_run, rolled_back = metrics["pnet"]["miou_gt"], 0, False
+    kept = metrics["pnet"]  # held-out report of the nets the run delivers
     for r in range(1, cfg.rounds + 1):
         previous, previous_miou = current, miou
         current = stages.run(
@@ -339,8 +344,9 @@ def run_pipeline(
         if report["rolled_back"]:
             rolled_back = True
             break
-        miou = report["miou_gt"]
-    final = stages.run("predict", lambda p: _predict_stage(ctx, current, p))
+        miou, kept = report["miou_gt"], report
+    quality = {int(c): float(v) for c, v in kept["iou"].items()}
+    final = stages.run("predict", lambda p: _predict_stage(ctx, current, quality, p))
     metrics.update(final["metrics"])
     positions = ctx.unmasked_positions
     return PipelineResult(

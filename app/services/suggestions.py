@@ -15,7 +15,8 @@ REASON_NAMES = {
     "uncertainty": "uncertain pixels (low confidence)",
     "disagreement": "the two networks disagree",
     "low_region_score": "weak regions (the discriminator doubts them)",
-    "rare_category": "a category with few human masks",
+    "rare_categories": "a category with few human masks",
+    "low_category_quality": "a category the held-out masks show segmented badly",
 }
 
 

@@ -299,7 +299,7 @@ class TestSuggestions:
                 "score": 0.7,
                 "reasons": {"uncertainty": 0.1, "disagreement": 0.6},
             },
-            {"image_id": images[2], "score": 0.5, "reasons": {"rare_category": 0.5}},
+            {"image_id": images[2], "score": 0.5, "reasons": {"rare_categories": 0.5}},
         ]
         metrics = {
             "budget": ranking,
@@ -324,6 +324,7 @@ class TestSuggestions:
         body = r.json()
         assert [s["image"]["id"] for s in body["items"]] == [images[1], images[2]]
         assert "disagree" in body["items"][0]["reason"]
+        assert "few human masks" in body["items"][1]["reason"]
         cats = {c["name"]: c for c in body["categories"]}
         assert cats["dog"]["human_masks"] == 1 and cats["cat"]["human_masks"] == 0
         assert cats["bird"]["heldout_iou"] == pytest.approx(0.1)

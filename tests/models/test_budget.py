@@ -47,3 +47,21 @@ def test_rare_categories_earn_a_bonus() -> None:
     assert order[0].index == 1
     assert order[0].reasons["rare_categories"] == 1.0
     assert order[1].reasons["rare_categories"] == 0.0
+
+
+def test_badly_segmented_or_unmeasured_categories_earn_a_bonus() -> None:
+    """Equal evidence and counts: the image of the category the held-out masks show worst
+    (or do not show) comes first, and the reason says so."""
+    tags = [frozenset({1}), frozenset({2}), frozenset({3})]
+    order = rank_for_annotation(
+        [0, 1, 2],
+        [_signals(0.5)] * 3,
+        tags,
+        mask_counts=[9, 9, 9, 9],
+        diversity=0.0,
+        class_quality={1: 0.9, 2: 0.2},
+    )
+    assert [item.index for item in order] == [2, 1, 0]
+    assert order[0].reasons["low_category_quality"] == 1.0
+    assert order[1].reasons["low_category_quality"] == pytest.approx(0.8)
+    assert order[2].reasons["low_category_quality"] == pytest.approx(0.1)
