@@ -1,9 +1,13 @@
 """API under concurrent load: uvicorn on PostgreSQL, clients from a separate process.
 
-Starts the service (`uvicorn app.main:create_app --factory --workers W`) on a fresh
-PostgreSQL database filled with a project of images and pseudo-masks, then, for each
-route and each N in --clients, runs bench/load_client.py (N concurrent keep-alive
-clients on 127.0.0.1) for --seconds and prints requests/s, p50/p95/p99 and errors.
+Starts the service (`uvicorn app.main:create_app --factory --workers W --loop uvloop
+--http httptools --no-access-log`) on a fresh PostgreSQL database filled with a project
+of images and pseudo-masks, then, for each route and each N in --clients, runs
+bench/load_client.py (N concurrent keep-alive clients on 127.0.0.1, a separate process)
+for --seconds and prints requests/s, p50/p95/p99 and errors, and where the machine's CPU
+went: per request in the uvicorn processes, in PostgreSQL and in the client, and the
+cores that anything else kept busy meanwhile (another job on the machine skews latency).
+--py-spy DIR also records the workers' stacks per cell.
 
     python bench/load.py --workers 2 --clients 1 16 64 --seconds 10 --json bench/out/load.json
 """
@@ -33,6 +37,54 @@ from bench.common import drop_database, fresh_database, markdown_table, write_js
 
 ROUTES = ("mask_png", "mask_rle", "list", "upload")
 TARGET_P99_MS = {"mask_png": 50, "mask_rle": 50, "list": 50, "upload": 200}
+
+
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of process `pid` and its children (the uvicorn workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    pids = [pid]
+    while pids:
+        p = pids.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for task in Path(f"/proc/{p}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pids.extend(int(c) for c in children)
+        except OSError:
+            continue
+    return total
+
+
+def postgres_cpu_s() -> dict[int, float]:
+    """CPU seconds of each local PostgreSQL server process (any database), by pid."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() not in ("postgres", "postmaster"):
+                continue
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            out[int(proc.name)] = (int(fields[11]) + int(fields[12])) / tick
+        except OSError:
+            continue
+    return out
+
+
+def postgres_cpu_since(before: dict[int, float]) -> float:
+    """CPU seconds PostgreSQL used since `before` (processes that exited meanwhile are lost)."""
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in postgres_cpu_s().items())
+
+
+def machine_busy_s() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far, from /proc/stat."""
+    tick = os.sysconf("SC_CLK_TCK")
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = values[3] + values[4]
+    return (sum(values) - idle) / tick, sum(values) / tick
 
 
 def free_port() -> int:
@@ -114,6 +166,12 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=200, help="images in the seeded project")
     ap.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--py-spy",
+        default=None,
+        metavar="DIR",
+        help="profile the uvicorn workers with py-spy during each cell (collapsed stacks in DIR)",
+    )
     args = ap.parse_args()
 
     url = fresh_database(args.admin_url, prefix="tag2mask_load")
@@ -144,6 +202,10 @@ def main() -> int:
             str(port),
             "--workers",
             str(args.workers),
+            "--loop",
+            "uvloop",
+            "--http",
+            "httptools",
             "--log-level",
             "warning",
             "--no-access-log",
@@ -171,6 +233,30 @@ def main() -> int:
                     "project_id": pid,
                     "seed": n,
                 }
+                spy = None
+                if args.py_spy:
+                    Path(args.py_spy).mkdir(parents=True, exist_ok=True)
+                    spy = subprocess.Popen(
+                        [
+                            "py-spy",
+                            "record",
+                            "--pid",
+                            str(server.pid),
+                            "--subprocesses",
+                            "--format",
+                            "raw",
+                            "--rate",
+                            "200",
+                            "--duration",
+                            str(int(args.seconds)),
+                            "--output",
+                            str(Path(args.py_spy) / f"{route}-{n}.txt"),
+                        ],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                cpu0, pg0 = tree_cpu_s(server.pid), postgres_cpu_s()
+                busy0, all0 = machine_busy_s()
                 out = subprocess.run(
                     [
                         sys.executable,
@@ -185,6 +271,31 @@ def main() -> int:
                     cwd=ROOT,
                 )
                 res = json.loads(out.stdout.strip().splitlines()[-1])
+                busy1, all1 = machine_busy_s()
+                if spy is not None:
+                    spy.wait()
+                res["server_cpu_ms_per_request"] = (
+                    1000 * (tree_cpu_s(server.pid) - cpu0) / max(res["requests"], 1)
+                )
+                res["postgres_cpu_ms_per_request"] = (
+                    1000 * postgres_cpu_since(pg0) / max(res["requests"], 1)
+                )
+                res["machine_busy"] = (busy1 - busy0) / max(all1 - all0, 1e-9)
+                # Busy CPU beyond server, PostgreSQL and client: other jobs on the machine,
+                # the kernel, the client's start-up (approximate: /proc/stat covers more).
+                ours = (
+                    res["requests"]
+                    / 1000
+                    * sum(
+                        res[k]
+                        for k in (
+                            "server_cpu_ms_per_request",
+                            "postgres_cpu_ms_per_request",
+                            "client_cpu_ms_per_request",
+                        )
+                    )
+                )
+                res["other_cpu_cores"] = max(0.0, (busy1 - busy0 - ours) / res["seconds"])
                 results.append(res)
                 target = TARGET_P99_MS[route] if n == 64 else None
                 rows.append(
@@ -196,6 +307,10 @@ def main() -> int:
                         round(res["p95_ms"], 1),
                         round(res["p99_ms"], 1),
                         res["errors"],
+                        round(res["server_cpu_ms_per_request"], 2),
+                        round(res["postgres_cpu_ms_per_request"], 2),
+                        round(res["client_cpu_ms_per_request"], 2),
+                        round(res["other_cpu_cores"], 2),
                         "" if target is None else ("yes" if res["p99_ms"] < target else "NO"),
                     ]
                 )
@@ -209,7 +324,8 @@ def main() -> int:
         server.wait(timeout=30)
         drop_database(url, args.admin_url)
     print(
-        f"\nuvicorn --workers {args.workers} on PostgreSQL, {args.seconds:.0f} s per cell, "
+        f"\nuvicorn --workers {args.workers} --loop uvloop --http httptools on PostgreSQL, "
+        f"{args.seconds:.0f} s per cell, "
         f"{args.images} images of 320x240 with pseudo-masks\n"
     )
     print(
@@ -222,6 +338,10 @@ def main() -> int:
                 "p95 ms",
                 "p99 ms",
                 "errors",
+                "server CPU ms/req",
+                "PostgreSQL CPU ms/req",
+                "client CPU ms/req",
+                "other busy cores",
                 "p99 target met (N=64)",
             ],
             rows,
@@ -232,6 +352,8 @@ def main() -> int:
         {
             "benchmark": "load",
             "workers": args.workers,
+            "uvicorn": "--loop uvloop --http httptools --no-access-log",
+            "client": "bench/load_client.py: raw asyncio keep-alive HTTP/1.1, one process",
             "seconds": args.seconds,
             "targets_p99_ms_at_64": TARGET_P99_MS,
             "results": results,
