@@ -21,13 +21,22 @@ class PrincipalCache:
         self._lock = threading.Lock()
 
     def get(self, authorization: str, load: Callable[[], Principal]) -> Principal:
-        now = time.monotonic()
-        hit = self._entries.get(authorization)
-        if hit is not None and hit[0] > now:
-            return hit[1]
+        hit = self.peek(authorization)
+        if hit is not None:
+            return hit
         principal = load()  # raises for a bad key: nothing cached
+        self.put(authorization, principal)
+        return principal
+
+    def peek(self, authorization: str) -> Principal | None:
+        """The cached principal while it is fresh, else None (no loading: safe on the loop)."""
+        hit = self._entries.get(authorization)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
+    def put(self, authorization: str, principal: Principal) -> None:
         with self._lock:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
-            self._entries[authorization] = (now + self.ttl_s, principal)
-        return principal
+            self._entries[authorization] = (time.monotonic() + self.ttl_s, principal)

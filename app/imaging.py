@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import warnings
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 from PIL import Image as PILImage
@@ -138,11 +137,9 @@ def class_rles(mask: np.ndarray) -> tuple[tuple[int, tuple[int, int], str], ...]
     return tuple(out)
 
 
-@lru_cache(maxsize=4096)
-def rle_of_blob(path: str) -> tuple[tuple[int, tuple[int, int], str], ...]:
-    """class_rles of a stored mask PNG; blobs are content-addressed, so caching by path is safe."""
-    with open(path, "rb") as f:
-        return class_rles(decode_png_array(f.read()))
+def rle_of_png(data: bytes) -> tuple[tuple[int, tuple[int, int], str], ...]:
+    """class_rles of a stored mask PNG (the API caches them per content-addressed blob)."""
+    return class_rles(decode_png_array(data))
 
 
 def named_rle(

@@ -17,7 +17,9 @@ from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker, max_connections
 from app.errors import install_error_handlers
 from app.limits import BodySizeLimit
+from app.lru import LruCache
 from app.metrics import HttpMetrics, JobCollector
+from app.pg_reads import PgReader
 from app.services.jobs import read_job_stats
 from app.settings import Settings, get_settings
 from worker.context import WorkerContext
@@ -41,13 +43,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runner.shutdown()
             app.state.worker_ctx.dispose()
             app.state.engine.dispose()
+            if app.state.pg_reader is not None:
+                await app.state.pg_reader.close()
 
     app = FastAPI(title="tag2mask", version="1", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = make_engine(settings.db_url, pool_size=settings.db_pool_size)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.db_slots = anyio.Semaphore(max_connections(settings.db_pool_size))
+    app.state.pg_reader = (
+        PgReader(settings.db_url, settings.db_read_pool_size)
+        if settings.db_url.startswith("postgresql+psycopg://")
+        else None
+    )
     app.state.blobs = LocalBlobStore(settings.blob_dir)
+    # Content-addressed, so never stale: small blobs (masks, thumbnails) and their COCO RLE.
+    app.state.blob_cache = LruCache[bytes](
+        settings.blob_cache_mb << 20, cost=len, max_item_cost=1 << 20
+    )
+    app.state.rle_cache = LruCache[tuple](4096)
     app.state.principals = (
         PrincipalCache(settings.auth_cache_ttl_s) if settings.auth_cache_ttl_s > 0 else None
     )

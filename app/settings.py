@@ -35,6 +35,12 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1)
     reaper_interval_s: float = Field(default=30.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
+    db_read_pool_size: int = Field(
+        default=4, ge=1, description="connections per API process for lean reads (PostgreSQL)"
+    )
+    blob_cache_mb: int = Field(
+        default=64, ge=0, description="MiB per API process of small blobs kept in memory"
+    )
     api_threads: int = Field(default=8, ge=1, description="threads per API process for sync routes")
     auth_cache_ttl_s: float = Field(
         default=10.0, ge=0, description="seconds a checked key is trusted without a query; 0: off"

@@ -20,15 +20,3 @@ def not_modified(request: Request, etag: str) -> Response | None:
     if etag in tags or "*" in tags:
         return Response(status_code=304, headers={"ETag": etag, "Cache-Control": CACHE_CONTROL})
     return None
-
-
-def cached_bytes(request: Request, data_fn, etag: str, media_type: str) -> Response:
-    """Bytes with their ETag, or 304 without reading them when the client is current."""
-    hit = not_modified(request, etag)
-    if hit is not None:
-        return hit
-    return Response(
-        content=data_fn(),
-        media_type=media_type,
-        headers={"ETag": etag, "Cache-Control": CACHE_CONTROL},
-    )

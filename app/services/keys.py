@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from typing import Any
+
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.auth import generate_key, hash_key
@@ -28,19 +30,35 @@ def create_key(
     return row, secret
 
 
-def authenticate(session: Session, authorization: str | None) -> Principal:
-    """The principal for an `Authorization: Bearer KEY` header, or 401."""
+def bearer_token(authorization: str | None) -> str:
+    """The key of an `Authorization: Bearer KEY` header, or 401 (no I/O)."""
     if not authorization:
         raise Unauthorized("Missing Authorization header; send 'Authorization: Bearer <key>'.")
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized("Authorization must be 'Bearer <key>'.")
-    row = session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(token.strip())))
+    return token.strip()
+
+
+# Columns, not the entity: the lean routes run it without the ORM (see app/api/lean.py).
+KEY_BY_HASH = select(
+    ApiKey.id, ApiKey.role, ApiKey.project_id, ApiKey.name, ApiKey.revoked_at
+).where(ApiKey.key_hash == bindparam("key_hash"))
+
+
+def principal_of(row: Any) -> Principal:
+    """The principal of a KEY_BY_HASH row; 401 for no row or a revoked key."""
     if row is None or row.revoked_at is not None:
         raise Unauthorized("The API key is not valid.")
     return Principal(
         key_id=row.id, role=row.role, project_id=row.project_id, name=row.name or f"key-{row.id}"
     )
+
+
+def authenticate(session: Session, authorization: str | None) -> Principal:
+    """The principal for an `Authorization: Bearer KEY` header, or 401."""
+    key_hash = hash_key(bearer_token(authorization))
+    return principal_of(session.execute(KEY_BY_HASH, {"key_hash": key_hash}).first())
 
 
 def has_any_admin(session: Session) -> bool:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, joinedload, selectinload
 
@@ -23,8 +26,44 @@ def get_project_or_raise(session: Session, project_id: int, who: Principal) -> P
         .scalar_one_or_none()
     )
     if project is None or not who.can_see(project.id):
-        raise NotFound(f"Project {project_id} does not exist.")
+        raise project_not_found(project_id)
     return project
+
+
+@dataclass(frozen=True)
+class CategoryRef:
+    id: int
+    name: str
+    class_index: int
+
+
+@dataclass(frozen=True)
+class ProjectRef:
+    """What a list page needs of a project (id, categories for a tag filter), without the ORM."""
+
+    id: int
+    categories: list[CategoryRef]
+
+
+# The project's id and categories, one row per category (param project_id).
+PROJECT_REF = (
+    select(Project.id, Category.id, Category.name, Category.class_index)
+    .select_from(Project)
+    .outerjoin(Category, Category.project_id == Project.id)
+    .where(Project.id == bindparam("project_id"))
+)
+
+
+def project_ref_of(rows: list[Any], project_id: int, who: Principal) -> ProjectRef:
+    """The ProjectRef of PROJECT_REF rows; 404 like get_project_or_raise."""
+    if not rows or not who.can_see(project_id):
+        raise project_not_found(project_id)
+    cats = [CategoryRef(cid, name, idx) for _, cid, name, idx in rows if cid is not None]
+    return ProjectRef(project_id, sorted(cats, key=lambda c: c.class_index))
+
+
+def project_not_found(project_id: int) -> NotFound:
+    return NotFound(f"Project {project_id} does not exist.")
 
 
 def list_projects(session: Session, who: Principal) -> list[Project]:
@@ -74,9 +113,7 @@ def add_category(session: Session, project: Project, data: CategoryCreate) -> Ca
     return category
 
 
-def category_names(project: Project) -> dict[int, str]:
-    return {c.class_index: c.name for c in project.categories}
-
-
-def category_colors(project: Project) -> dict[int, str]:
-    return {c.class_index: c.color for c in project.categories}
+# class_index, name and color of a project's categories (param project_id).
+CATEGORY_ROWS = select(Category.class_index, Category.name, Category.color).where(
+    Category.project_id == bindparam("project_id")
+)

@@ -7,18 +7,20 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
 
 from app.api.deps import Annotator, CurrentKey, SessionDep, SettingsDep, UowDep
-from app.api.http_cache import cached_bytes, etag_for
+from app.api.lean import LeanKey, blob_response, lean_first, lean_rows
 from app.errors import ApiError, ValidationFailed, error_body
 from app.schemas.common import Page
 from app.schemas.image import BatchItem, BatchResult, ImageOut, TagsIn
 from app.services import images as svc
-from app.services.projects import get_project_or_raise
+from app.services.projects import PROJECT_REF, get_project_or_raise, project_ref_of
 from app.services.tags import parse_tags
 from app.unit_of_work import Savepoint
 
 router = APIRouter(tags=["images"])
+_PAGE = TypeAdapter(Page[ImageOut])
 
 
 @router.post("/v1/projects/{project_id}/images", status_code=201, response_model=ImageOut)
@@ -38,8 +40,7 @@ def upload_image(
         tags=parse_tags(tags),
         mask=mask.file.read() if mask is not None else None,
     )
-    image, created = svc.upload_image(uow, project, upload, max_pixels=settings.max_image_pixels)
-    view = svc.image_view(uow.session, image)
+    view, created = svc.upload_image(uow, project, upload, max_pixels=settings.max_image_pixels)
     if created:
         return view
     return JSONResponse(view.model_dump(mode="json"), status_code=200)
@@ -104,10 +105,9 @@ def upload_batch(
                     tags=list(entry["tags"]),  # type: ignore[arg-type]
                     mask=by_name[mask_name] if mask_name is not None else None,  # type: ignore[index]
                 )
-                image, created = svc.upload_image(
+                view, created = svc.upload_image(
                     uow, project, upload, max_pixels=settings.max_image_pixels
                 )
-                view = svc.image_view(uow.session, image)
             items.append(
                 BatchItem(filename=name, status="created" if created else "exists", image=view)
             )
@@ -123,26 +123,43 @@ def upload_batch(
 
 
 @router.get("/v1/projects/{project_id}/images", response_model=Page[ImageOut])
-def list_images(
+async def list_images(
     project_id: int,
-    session: SessionDep,
-    who: CurrentKey,
+    request: Request,
+    who: LeanKey,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
     tag: str | None = None,
     has_human_mask: bool | None = None,
     has_pseudo_mask: bool | None = None,
     review_state: Literal["pending", "accepted", "rejected"] | None = None,
-) -> Page[ImageOut]:
-    project = get_project_or_raise(session, project_id, who)
+) -> Response:
+    """A lean route (three prebuilt Core queries, no ORM; see app/api/lean.py).
+
+    The page is validated and rendered to JSON by pydantic-core in one call each: models
+    built one by one, then FastAPI's response_model path (validate again, encode through
+    Python dicts) cost more than the queries.
+    """
     flt = svc.ImageFilter(
         tag=tag,
         has_human_mask=has_human_mask,
         has_pseudo_mask=has_pseudo_mask,
         review_state=review_state,
     )
-    rows, next_cursor = svc.list_images(session, project, flt, limit=limit, cursor=cursor)
-    return Page[ImageOut](items=svc.image_views(session, rows), next_cursor=next_cursor)
+
+    project = project_ref_of(
+        await lean_rows(request, PROJECT_REF, {"project_id": project_id}), project_id, who
+    )
+    stmt, params = svc.list_page_query(project, flt, limit=limit, cursor=cursor, rows_only=True)
+    rows, next_cursor = svc.page_of(await lean_rows(request, stmt, params), limit)
+    tag_rows = []
+    if rows:
+        postgres = not request.app.state.settings.is_sqlite
+        tag_rows = await lean_rows(
+            request, svc.tags_and_masks_stmt(postgres), {"ids": [r.id for r in rows]}
+        )
+    page = {"items": svc.view_dicts(rows, tag_rows), "next_cursor": next_cursor}
+    return Response(_PAGE.dump_json(_PAGE.validate_python(page)), media_type="application/json")
 
 
 @router.get("/v1/images/{image_id}", response_model=ImageOut)
@@ -151,14 +168,10 @@ def get_image(image_id: int, session: SessionDep, who: CurrentKey) -> ImageOut:
 
 
 @router.get("/v1/images/{image_id}/file")
-def get_image_file(
-    image_id: int, request: Request, session: SessionDep, who: CurrentKey
-) -> Response:
-    image = svc.get_image_or_raise(session, image_id, who)
-    blobs = request.app.state.blobs
-    return cached_bytes(
-        request, lambda: blobs.get(image.blob_key), etag_for(image.blob_key), image.content_type
-    )
+async def get_image_file(image_id: int, request: Request, who: LeanKey) -> Response:
+    row = await lean_first(request, svc.IMAGE_FILE, {"image_id": image_id})
+    image = svc.check_image_file(row, image_id, who)
+    return await blob_response(request, image.blob_key, image.content_type)
 
 
 @router.put("/v1/images/{image_id}/tags", response_model=ImageOut)

@@ -5,17 +5,24 @@ from __future__ import annotations
 import hashlib
 from typing import Annotated, Literal
 
+import anyio.to_thread
 from fastapi import APIRouter, File, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
 
-from app.api.deps import Annotator, CurrentKey, SessionDep, SettingsDep, UowDep
-from app.api.http_cache import CACHE_CONTROL, cached_bytes, etag_for, not_modified
-from app.errors import NotFound
-from app.imaging import decode_png_array, decode_rgb, named_rle, overlay_png, rle_of_blob
+from app.api.deps import Annotator, SettingsDep, UowDep
+from app.api.http_cache import CACHE_CONTROL, etag_for, not_modified
+from app.api.lean import LeanKey, blob_response, lean_first, lean_rows, mask_rles
+from app.imaging import decode_png_array, decode_rgb, named_rle, overlay_png
 from app.schemas.image import MaskOut
 from app.services.images import get_image_or_raise
-from app.services.masks import find_mask, latest_pseudo, set_human_mask
-from app.services.projects import category_colors, category_names, get_project_or_raise
+from app.services.masks import (
+    LATEST_CONFIDENCE,
+    check_confidence,
+    check_image_mask,
+    image_mask_stmt,
+    set_human_mask,
+)
+from app.services.projects import CATEGORY_ROWS, get_project_or_raise
 from app.tables import Mask
 
 router = APIRouter(prefix="/v1/images/{image_id}", tags=["masks"])
@@ -50,64 +57,63 @@ def put_mask(
 
 
 @router.get("/mask", response_model=None)
-def get_mask(
+async def get_mask(
     image_id: int,
     request: Request,
-    session: SessionDep,
-    who: CurrentKey,
+    who: LeanKey,
     source: Literal["best", "human", "pseudo"] = "best",
     format: Literal["png", "rle", "overlay"] = "png",
-) -> Response | dict[str, object]:
-    image = get_image_or_raise(session, image_id, who, with_tags=False)
-    mask = find_mask(session, image, source)
-    blobs = request.app.state.blobs
-    headers = {"X-Mask-Id": str(mask.id), "X-Mask-Source": mask.source}
+) -> Response:
+    """A lean route (see app/api/lean.py): frontends poll it while people review."""
+    row = await lean_first(request, image_mask_stmt(source), {"image_id": image_id})
+    m = check_image_mask(row, image_id, who, source)
+    cats = []
+    if format != "png":
+        cats = await lean_rows(request, CATEGORY_ROWS, {"project_id": m.project_id})
+    headers = {"X-Mask-Id": str(m.mask_id), "X-Mask-Source": m.source}
     if format == "png":
-        resp = cached_bytes(
-            request, lambda: blobs.get(mask.blob_key), etag_for(mask.blob_key), "image/png"
-        )
-        resp.headers.update(headers)
-        return resp
-    project = get_project_or_raise(session, image.project_id, who)
+        return await blob_response(request, m.blob_key, "image/png", headers)
     if format == "rle":
-        etag = etag_for("rle", mask.blob_key)
+        etag = etag_for("rle", m.blob_key)
         hit = not_modified(request, etag)
         if hit is not None:
             return hit
         body = {
-            "width": image.width,
-            "height": image.height,
-            "source": mask.source,
-            "mask_id": mask.id,
+            "width": m.width,
+            "height": m.height,
+            "source": m.source,
+            "mask_id": m.mask_id,
             "classes": named_rle(
-                rle_of_blob(str(blobs.path(mask.blob_key))), category_names(project)
+                await mask_rles(request, m.blob_key), {c.class_index: c.name for c in cats}
             ),
         }
         return JSONResponse(body, headers={**headers, "ETag": etag, "Cache-Control": CACHE_CONTROL})
-    colors = category_colors(project)
+    colors = {c.class_index: c.color for c in cats}
     # The colours are part of the picture: a recoloured category changes the ETag.
     palette = hashlib.sha256(repr(sorted(colors.items())).encode()).hexdigest()[:16]
-    etag = etag_for("overlay", mask.blob_key, image.blob_key, palette)
+    etag = etag_for("overlay", m.blob_key, m.image_blob_key, palette)
+    blobs = request.app.state.blobs
+    max_pixels = request.app.state.settings.max_image_pixels
 
     def render() -> bytes:
-        rgb = decode_rgb(blobs.get(image.blob_key), request.app.state.settings.max_image_pixels)
-        return overlay_png(rgb, decode_png_array(blobs.get(mask.blob_key)), colors)
+        rgb = decode_rgb(blobs.get(m.image_blob_key), max_pixels)
+        return overlay_png(rgb, decode_png_array(blobs.get(m.blob_key)), colors)
 
-    resp = cached_bytes(request, render, etag, "image/png")
-    resp.headers.update(headers)
-    return resp
+    hit = not_modified(request, etag)
+    if hit is None:
+        hit = Response(
+            content=await anyio.to_thread.run_sync(render),
+            media_type="image/png",
+            headers={"ETag": etag, "Cache-Control": CACHE_CONTROL},
+        )
+    hit.headers.update(headers)
+    return hit
 
 
 @router.get("/confidence")
-def get_confidence(
-    image_id: int, request: Request, session: SessionDep, who: CurrentKey
-) -> Response:
-    image = get_image_or_raise(session, image_id, who, with_tags=False)
-    mask = latest_pseudo(session, image.id)
-    if mask is None or mask.confidence_key is None:
-        raise NotFound(f"Image {image_id} has no pseudo-mask yet, so no confidence map.")
-    blobs = request.app.state.blobs
-    key = mask.confidence_key
-    resp = cached_bytes(request, lambda: blobs.get(key), etag_for(key), "image/png")
-    resp.headers["X-Mask-Id"] = str(mask.id)
-    return resp
+async def get_confidence(image_id: int, request: Request, who: LeanKey) -> Response:
+    row = await lean_first(request, LATEST_CONFIDENCE, {"image_id": image_id})
+    m = check_confidence(row, image_id, who)
+    return await blob_response(
+        request, m.confidence_key, "image/png", {"X-Mask-Id": str(m.mask_id)}
+    )
