@@ -13,16 +13,20 @@ from sqlalchemy import (
     Executable,
     Insert,
     Integer,
+    Select,
+    String,
     any_,
     bindparam,
     delete,
     exists,
+    func,
     insert,
     literal,
     select,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import NotFound, ValidationFailed
@@ -248,7 +252,7 @@ def _mask_driver(project_id: int, source: str, review_state: str | None, after: 
     return stmt.group_by(Mask.image_id).subquery()
 
 
-# What image_views reads of an image: a list page selects only these (no ORM entities).
+# What view_dicts reads of an image: a list page selects only these (no ORM entities).
 IMAGE_VIEW_COLUMNS = (
     Image.id,
     Image.project_id,
@@ -264,7 +268,7 @@ def list_images(
     session: Session, project: Project, flt: ImageFilter, *, limit: int, cursor: str | None
 ) -> tuple[list[Image], str | None]:
     """A keyset page of the project's images in id order, and the cursor of the next page."""
-    stmt, params = list_page_query(project, flt, limit=limit, cursor=cursor, rows_only=False)
+    stmt, params = list_page_query(project, flt, limit=limit, cursor=cursor)
     return page_of(list(session.scalars(stmt, params)), limit)
 
 
@@ -274,19 +278,20 @@ def list_page_query(
     *,
     limit: int,
     cursor: str | None,
-    rows_only: bool,
+    views: bool | None = None,
 ) -> tuple[Executable, dict[str, Any]]:
     """The statement (and params) of a page of `limit + 1` images; see page_of.
 
     A positive filter drives the query from its own index (image_tags by category, masks by
     source/review state), so a rare tag or state costs as little as a common one; the other
-    filters are checked per row. `rows_only`: rows of IMAGE_VIEW_COLUMNS instead of Image
-    entities (what the lean list route renders).
+    filters are checked per row. `views`: rows of view_columns(views) instead of Image
+    entities (True: PostgreSQL, with each image's tags and mask flags).
     """
     after = decode_cursor(cursor)
-    if rows_only and flt == ImageFilter():
-        return PLAIN_PAGE, {"project_id": project.id, "after": after, "n": limit + 1}
-    stmt = select(*IMAGE_VIEW_COLUMNS) if rows_only else select(Image)
+    if views is not None and flt == ImageFilter():
+        params = {"project_id": project.id, "after": after, "n": limit + 1}
+        return plain_page_stmt(views), params
+    stmt = select(Image) if views is None else select(*view_columns(views))
     stmt = stmt.where(Image.project_id == project.id, Image.id > after)
     driven = False
     if flt.tag is not None:
@@ -330,13 +335,40 @@ def page_of(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
     return rows[:limit], next_cursor
 
 
-# The unfiltered page, the common case, built once (see masks.image_mask_stmt for why).
-PLAIN_PAGE = (
-    select(*IMAGE_VIEW_COLUMNS)
-    .where(Image.project_id == bindparam("project_id"), Image.id > bindparam("after"))
-    .order_by(Image.id)
-    .limit(bindparam("n"))
-)
+def view_columns(postgres: bool) -> tuple[Any, ...]:
+    """What view_dicts reads of an image; on PostgreSQL also its tags (in class order) and
+    mask flags as correlated subqueries: one statement and 50 rows for a page instead of
+    two statements and ~200 rows."""
+    if not postgres:
+        return IMAGE_VIEW_COLUMNS
+    tags = (
+        select(
+            func.coalesce(
+                func.array_agg(aggregate_order_by(Category.name, Category.class_index)),
+                postgresql.array([], type_=String),
+            )
+        )
+        .select_from(image_tags.join(Category, Category.id == image_tags.c.category_id))
+        .where(image_tags.c.image_id == Image.id)
+        .scalar_subquery()
+    )
+    return (
+        *IMAGE_VIEW_COLUMNS,
+        tags.label("tags"),
+        _has_mask("human").label("has_human_mask"),
+        _has_mask("pseudo").label("has_pseudo_mask"),
+    )
+
+
+@cache
+def plain_page_stmt(postgres: bool) -> Select:
+    """The unfiltered page, the common case, built once (see masks.image_mask_stmt for why)."""
+    return (
+        select(*view_columns(postgres))
+        .where(Image.project_id == bindparam("project_id"), Image.id > bindparam("after"))
+        .order_by(Image.id)
+        .limit(bindparam("n"))
+    )
 
 
 @cache
@@ -363,9 +395,25 @@ def tags_and_masks_stmt(postgres: bool) -> CompoundSelect:
     )
 
 
-def view_dicts(images: list[Any], tag_rows: list[Any]) -> list[dict[str, Any]]:
-    """ImageOut fields of images (entities or IMAGE_VIEW_COLUMNS rows) and their
-    tags_and_masks_stmt rows."""
+def view_dicts(images: list[Any], tag_rows: list[Any] | None) -> list[dict[str, Any]]:
+    """ImageOut fields of images (entities or view_columns rows), with the page's
+    tags_and_masks_stmt rows, or None when the rows carry their tags and flags."""
+    if tag_rows is None:
+        return [
+            {
+                "id": im.id,
+                "project_id": im.project_id,
+                "sha256": im.sha256,
+                "width": im.width,
+                "height": im.height,
+                "filename": im.filename,
+                "tags": im.tags,
+                "has_human_mask": im.has_human_mask,
+                "has_pseudo_mask": im.has_pseudo_mask,
+                "created_at": im.created_at,
+            }
+            for im in images
+        ]
     tags: dict[int, list[tuple[int, str]]] = {im.id: [] for im in images}
     flags: dict[int, set[str]] = {im.id: set() for im in images}
     for image_id, kind, value, index in tag_rows:

@@ -134,7 +134,7 @@ async def list_images(
     has_pseudo_mask: bool | None = None,
     review_state: Literal["pending", "accepted", "rejected"] | None = None,
 ) -> Response:
-    """A lean route (three prebuilt Core queries, no ORM; see app/api/lean.py).
+    """A lean route (prebuilt Core queries, no ORM; see app/api/lean.py).
 
     The page is validated and rendered to JSON by pydantic-core in one call each: models
     built one by one, then FastAPI's response_model path (validate again, encode through
@@ -150,13 +150,13 @@ async def list_images(
     project = project_ref_of(
         await lean_rows(request, PROJECT_REF, {"project_id": project_id}), project_id, who
     )
-    stmt, params = svc.list_page_query(project, flt, limit=limit, cursor=cursor, rows_only=True)
+    postgres = not request.app.state.settings.is_sqlite
+    stmt, params = svc.list_page_query(project, flt, limit=limit, cursor=cursor, views=postgres)
     rows, next_cursor = svc.page_of(await lean_rows(request, stmt, params), limit)
-    tag_rows = []
-    if rows:
-        postgres = not request.app.state.settings.is_sqlite
+    tag_rows = None  # PostgreSQL rows carry their tags and mask flags
+    if not postgres and rows:
         tag_rows = await lean_rows(
-            request, svc.tags_and_masks_stmt(postgres), {"ids": [r.id for r in rows]}
+            request, svc.tags_and_masks_stmt(False), {"ids": [r.id for r in rows]}
         )
     page = {"items": svc.view_dicts(rows, tag_rows), "next_cursor": next_cursor}
     return Response(_PAGE.dump_json(_PAGE.validate_python(page)), media_type="application/json")
