@@ -79,7 +79,7 @@ def check_image_file(row: Any, image_id: int, who: Principal) -> Any:
 
 
 def upload_image(
-    uow: UnitOfWork, project: Project, upload: Upload, *, max_pixels: int
+    uow: UnitOfWork, project: Project | ProjectRef, upload: Upload, *, max_pixels: int
 ) -> tuple[ImageOut, bool]:
     """Store one image with its tags and optional human mask; returns (its view, created).
 

@@ -33,7 +33,9 @@ def upload_image(
     tags: Annotated[str | None, Form()] = None,
     mask: Annotated[UploadFile | None, File()] = None,
 ) -> ImageOut | JSONResponse:
-    project = get_project_or_raise(uow.session, project_id, who)
+    # The project's categories without the ORM: uploads are the write path under load.
+    rows = uow.session.execute(PROJECT_REF, {"project_id": project_id}).all()
+    project = project_ref_of(rows, project_id, who)
     upload = svc.Upload(
         filename=file.filename or "upload",
         data=file.file.read(),
