@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 from app import cli_jobs
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.migrate import upgrade_head
+from app.serve import spawn_workers, stop_workers
 from app.services.keys import create_key, has_any_admin
 from app.settings import Settings
 
@@ -32,6 +34,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         file=sys.stderr,
         flush=True,
     )
+    if args.workers > 1 and not args.shared_socket:
+        # A socket per worker: uvicorn's shared one let one worker take most connections.
+        procs = spawn_workers(args.host, args.port, args.workers, ["--log-level", args.log_level])
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the workers too
+        try:
+            for p in procs:
+                p.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            stop_workers(procs)
+        return 0
     uvicorn.run(
         "app.main:create_app",
         factory=True,
@@ -123,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="with --workers > 1: one listening socket for all (uvicorn's own way) instead of "
+        "a SO_REUSEPORT socket per worker",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     migrate = sub.add_parser("migrate", help="bring the database schema to the newest version")

@@ -31,6 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
+from app.serve import spawn_workers, stop_workers  # noqa: E402
 from app.services.keys import create_key  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.common import drop_database, fresh_database, markdown_table, write_json  # noqa: E402
@@ -167,6 +168,12 @@ def main() -> int:
     ap.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--json", default=None)
     ap.add_argument(
+        "--shared-socket",
+        action="store_true",
+        help="plain `uvicorn --workers W` (one socket for all workers) instead of app.serve's "
+        "SO_REUSEPORT socket per worker",
+    )
+    ap.add_argument(
         "--py-spy",
         default=None,
         metavar="DIR",
@@ -189,30 +196,38 @@ def main() -> int:
         "TAG2MASK_DATA_DIR": str(data_dir),
         "TAG2MASK_JOB_RUNNER": "celery",
     }
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "app.main:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(args.workers),
-            "--loop",
-            "uvloop",
-            "--http",
-            "httptools",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
+    uvicorn_args = [
+        "--loop",
+        "uvloop",
+        "--http",
+        "httptools",
+        "--log-level",
+        "warning",
+        "--no-access-log",
+    ]
+    if args.shared_socket:
+        servers = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "app.main:create_app",
+                    "--factory",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--workers",
+                    str(args.workers),
+                    *uvicorn_args,
+                ],
+                cwd=ROOT,
+                env=env,
+            )
+        ]
+    else:
+        servers = spawn_workers("127.0.0.1", port, args.workers, uvicorn_args, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     rows, results = [], []
     try:
@@ -233,29 +248,24 @@ def main() -> int:
                     "project_id": pid,
                     "seed": n,
                 }
-                spy = None
+                spies = []
                 if args.py_spy:
                     Path(args.py_spy).mkdir(parents=True, exist_ok=True)
-                    spy = subprocess.Popen(
-                        [
-                            "py-spy",
-                            "record",
-                            "--pid",
-                            str(server.pid),
-                            "--subprocesses",
-                            "--format",
-                            "raw",
-                            "--rate",
-                            "200",
-                            "--duration",
-                            str(int(args.seconds)),
-                            "--output",
-                            str(Path(args.py_spy) / f"{route}-{n}.txt"),
-                        ],
-                        stdout=subprocess.DEVNULL,
-                        stderr=subprocess.DEVNULL,
-                    )
-                cpu0, pg0 = tree_cpu_s(server.pid), postgres_cpu_s()
+                    for k, p in enumerate(servers):
+                        out_path = Path(args.py_spy) / f"{route}-{n}-{k}.txt"
+                        spies.append(
+                            subprocess.Popen(
+                                [
+                                    *("py-spy", "record", "--pid", str(p.pid), "--subprocesses"),
+                                    *("--format", "raw", "--rate", "200"),
+                                    *("--duration", str(int(args.seconds))),
+                                    *("--output", str(out_path)),
+                                ],
+                                stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL,
+                            )
+                        )
+                cpu0, pg0 = sum(tree_cpu_s(p.pid) for p in servers), postgres_cpu_s()
                 busy0, all0 = machine_busy_s()
                 out = subprocess.run(
                     [
@@ -272,10 +282,12 @@ def main() -> int:
                 )
                 res = json.loads(out.stdout.strip().splitlines()[-1])
                 busy1, all1 = machine_busy_s()
-                if spy is not None:
+                for spy in spies:
                     spy.wait()
                 res["server_cpu_ms_per_request"] = (
-                    1000 * (tree_cpu_s(server.pid) - cpu0) / max(res["requests"], 1)
+                    1000
+                    * (sum(tree_cpu_s(p.pid) for p in servers) - cpu0)
+                    / max(res["requests"], 1)
                 )
                 res["postgres_cpu_ms_per_request"] = (
                     1000 * postgres_cpu_since(pg0) / max(res["requests"], 1)
@@ -320,11 +332,12 @@ def main() -> int:
                     flush=True,
                 )
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_workers(servers)
         drop_database(url, args.admin_url)
     print(
-        f"\nuvicorn --workers {args.workers} --loop uvloop --http httptools on PostgreSQL, "
+        f"\n{args.workers} uvicorn workers ("
+        f"{'one shared socket' if args.shared_socket else 'a SO_REUSEPORT socket each'}, "
+        "--loop uvloop --http httptools) on PostgreSQL, "
         f"{args.seconds:.0f} s per cell, "
         f"{args.images} images of 320x240 with pseudo-masks\n"
     )
@@ -353,6 +366,7 @@ def main() -> int:
             "benchmark": "load",
             "workers": args.workers,
             "uvicorn": "--loop uvloop --http httptools --no-access-log",
+            "sockets": "shared" if args.shared_socket else "SO_REUSEPORT per worker",
             "client": "bench/load_client.py: raw asyncio keep-alive HTTP/1.1, one process",
             "seconds": args.seconds,
             "targets_p99_ms_at_64": TARGET_P99_MS,
