@@ -17,6 +17,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
+def uvicorn_command(*args: str) -> list[str]:
+    """`uvicorn app.main:create_app --factory ARGS...` with this interpreter."""
+    return [sys.executable, "-m", "uvicorn", "app.main:create_app", "--factory", *args]
+
+
 def reuse_port_socket(host: str, port: int) -> socket.socket:
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -46,16 +51,7 @@ def spawn_workers(
         for sock in socks:
             procs.append(
                 subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "uvicorn",
-                        "app.main:create_app",
-                        "--factory",
-                        "--fd",
-                        str(sock.fileno()),
-                        *uvicorn_args,
-                    ],
+                    uvicorn_command("--fd", str(sock.fileno()), *uvicorn_args),
                     pass_fds=[sock.fileno()],
                     env=None if env is None else dict(env),
                     cwd=cwd,

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from app.db import make_engine, make_sessionmaker, session_scope  # noqa: E402
-from app.serve import spawn_workers, stop_workers  # noqa: E402
+from app.serve import spawn_workers, stop_workers, uvicorn_command  # noqa: E402
 from app.services.keys import create_key  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from bench.common import drop_database, fresh_database, markdown_table, write_json  # noqa: E402
@@ -208,20 +208,10 @@ def main() -> int:
     if args.shared_socket:
         servers = [
             subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "uvicorn",
-                    "app.main:create_app",
-                    "--factory",
-                    "--host",
-                    "127.0.0.1",
-                    "--port",
-                    str(port),
-                    "--workers",
-                    str(args.workers),
+                uvicorn_command(
+                    *("--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)),
                     *uvicorn_args,
-                ],
+                ),
                 cwd=ROOT,
                 env=env,
             )
