@@ -40,10 +40,11 @@ def spawn_workers(
     env: Mapping[str, str] | None = None,
     cwd: Path | None = None,
 ) -> list[subprocess.Popen[bytes]]:
-    """Start `workers` processes of `uvicorn app.main:create_app --factory --fd FD`.
+    """Start `workers` processes of `python -m app.serve --fd FD UVICORN_ARGS`.
 
     Every socket is bound before the first worker starts, so no connection can land on a
-    port that only some workers listen on.
+    port that only some workers listen on. `uvicorn_args`: --loop, --http, --log-level,
+    --no-access-log.
     """
     socks = [reuse_port_socket(host, port) for _ in range(workers)]
     procs = []
@@ -51,7 +52,7 @@ def spawn_workers(
         for sock in socks:
             procs.append(
                 subprocess.Popen(
-                    uvicorn_command("--fd", str(sock.fileno()), *uvicorn_args),
+                    [sys.executable, "-m", "app.serve", "--fd", str(sock.fileno()), *uvicorn_args],
                     pass_fds=[sock.fileno()],
                     env=None if env is None else dict(env),
                     cwd=cwd,
@@ -73,3 +74,36 @@ def stop_workers(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 30
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def _worker(argv: Sequence[str]) -> None:
+    """One worker on an inherited listening socket.
+
+    Not `uvicorn --fd`: uvicorn takes such a socket for a UNIX one, so the connections get
+    no TCP_NODELAY, and a response written in two parts waited 40 ms for a delayed ACK.
+    """
+    import argparse
+
+    import uvicorn
+
+    ap = argparse.ArgumentParser(prog="python -m app.serve")
+    ap.add_argument("--fd", type=int, required=True)
+    ap.add_argument("--loop", default="auto")
+    ap.add_argument("--http", default="auto")
+    ap.add_argument("--log-level", default="info")
+    ap.add_argument("--no-access-log", action="store_true")
+    args = ap.parse_args(argv)
+    sock = socket.socket(fileno=args.fd)  # family and type read from the socket itself
+    config = uvicorn.Config(
+        "app.main:create_app",
+        factory=True,
+        loop=args.loop,
+        http=args.http,
+        log_level=args.log_level,
+        access_log=not args.no_access_log,
+    )
+    uvicorn.Server(config).run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    _worker(sys.argv[1:])
