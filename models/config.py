@@ -68,7 +68,7 @@ class PipelineConfig:
     slic_compactness: float = _knob(10.0, 0.01, 1000.0)
     # P-Net and self-training
     human_share: float = _knob(
-        0.0,
+        0.5,
         0.0,
         0.9,
         doc="share of each epoch given to human-masked images by repeating them; 0: as they come",
@@ -83,6 +83,12 @@ class PipelineConfig:
         choices=("lnet", "scratch"),
         doc="start S_a/S_b encoders from L-Net's encoder or from scratch",
     )
+    pnet_labels: str = _knob(
+        "filtered",
+        choices=("fused", "filtered"),
+        doc="P-Net's pseudo labels from the supervised stage: its whole label maps (fused), "
+        "or only pixels passing the per-class thresholds and region filter (filtered)",
+    )
     lambda_pl: float = _knob(1.0, 0.0, 100.0, doc="pseudo-mask CE weight")
     lambda_adv: float = _knob(0.01, 0.0, 100.0, doc="adversarial loss weight")
     lambda_tag: float = _knob(0.3, 0.0, 100.0, doc="segmenter tag loss weight")
@@ -92,7 +98,7 @@ class PipelineConfig:
     tau_max: float = _knob(0.9, 0.0, 1.0)
     theta_r: float = _knob(0.1, 0.0, 1.0, doc="region relevance below which a region is ignored")
     rollback_tolerance: float = _knob(
-        0.01, 0.0, 1.0, doc="held-out mIoU drop tolerated before rolling back"
+        0.0, 0.0, 1.0, doc="held-out mIoU drop tolerated before rolling back"
     )
     budget_diversity: float = _knob(0.5, 0.0, 10.0, doc="bonus for categories not yet picked")
 

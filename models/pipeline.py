@@ -27,7 +27,13 @@ from models.label_transfer import transfer_labels
 from models.loader import Batches
 from models.networks import build_lnet, cpu_state
 from models.pseudo import allowed_classes, fuse_labels
-from models.self_training import SegmenterNets, predict_targets, run_round, train_segmenters
+from models.self_training import (
+    SegmenterNets,
+    filter_pseudo_labels,
+    predict_targets,
+    run_round,
+    train_segmenters,
+)
 from models.steps import LNetStep
 from models.train import fit, resolve_device
 
@@ -170,13 +176,12 @@ def _train_stage(
         on_progress=lambda f, m: progress(0.9 * f, m),
         should_stop=should_stop,
     )
-    labels = predict_targets(ctx, nets).labels
+    pred = predict_targets(ctx, nets)
+    state: dict[str, Any] = {**nets.state(), "labels": pred.labels}
+    if name == "supervised" and ctx.cfg.pnet_labels == "filtered":
+        state["pseudo"], state["weight"], _, _ = filter_pseudo_labels(ctx, pred)
     seconds = round(time.perf_counter() - started, 2)
-    return {
-        **nets.state(),
-        "labels": labels,
-        "metrics": {name: {**ctx.evaluate(labels), "seconds": seconds}},
-    }
+    return {**state, "metrics": {name: {**ctx.evaluate(pred.labels), "seconds": seconds}}}
 
 
 def _supervised_stage(
@@ -214,14 +219,24 @@ def _pnet_stage(
     coarse = lnet["coarse"]
     if supervised is None:
         nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
-    else:
+    weight = (coarse != 255).float()
+    if supervised is not None:
         nets = SegmenterNets.build(ctx, supervised)
-        coarse = fuse_labels(coarse, supervised["labels"], ctx.learned_classes)
+        if "pseudo" in supervised:  # pnet_labels=filtered
+            sup, sup_weight = supervised["pseudo"], supervised["weight"]
+            fused = fuse_labels(coarse, sup, ctx.learned_classes)
+            from_sup = (fused == sup) & (sup != 255)
+            taught = torch.isin(fused.long(), torch.tensor(ctx.learned_classes))
+            coarse = torch.where(~from_sup & taught, torch.full_like(fused, 255), fused)
+            weight = torch.where(from_sup, sup_weight, (coarse != 255).float())
+        else:
+            coarse = fuse_labels(coarse, supervised["labels"], ctx.learned_classes)
+            weight = (coarse != 255).float()
     return _train_stage(
         "pnet",
         ctx,
         nets,
-        ctx.segmenter_tensors(coarse, (coarse != 255).float()),
+        ctx.segmenter_tensors(coarse, weight),
         epochs=cfg.epochs_pnet,
         seed=cfg.seed + 4,
         progress=progress,

@@ -142,7 +142,9 @@ def test_human_share_repeats_masked_images() -> None:
     human = [masks[i] if i < 2 else None for i in range(20)]
     data = LabelingData(images, tags, human, 4)
     cpu = torch.device("cpu")
-    plain = PipelineContext.build(data, PipelineConfig(image_size=32), cpu, holdout=[])
+    plain = PipelineContext.build(
+        data, PipelineConfig(image_size=32, human_share=0.0), cpu, holdout=[]
+    )
     assert len(plain.lnet_tensors()["image"]) == 20
     ctx = PipelineContext.build(
         data, PipelineConfig(image_size=32, human_share=0.5), cpu, holdout=[]

@@ -96,12 +96,13 @@ def test_strong_and_weak_split_as_set_up(outcome: Outcome) -> None:
 
 def test_lnet_transfers_to_weak_categories_better_than_cams(outcome: Outcome) -> None:
     assert outcome.lnet.weak >= 0.5
-    assert outcome.lnet.weak >= outcome.cam.weak + 0.15
+    assert outcome.lnet.weak >= outcome.cam.weak + 0.05
 
 
 def test_pnet_and_a_round_are_not_worse_than_lnet(outcome: Outcome) -> None:
     assert outcome.final.all >= outcome.lnet.all - 0.02
     assert outcome.final.weak >= outcome.lnet.weak - 0.05
+    assert outcome.final.weak >= outcome.cam.weak + 0.2
     assert outcome.final.strong >= 0.75
 
 

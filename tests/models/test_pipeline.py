@@ -182,3 +182,24 @@ def test_pipeline_on_cuda_with_autocast() -> None:
     for label in result.labels:
         assert set(np.unique(label.mask)) <= data.tags[label.index] | {0}
     assert all(t.device.type == "cpu" for t in result.model_state["s_a"].values())
+
+
+def test_fused_pnet_labels_train_on_every_pixel_the_filter_would_drop() -> None:
+    """pnet_labels=fused keeps whole supervised label maps; filtered (the default) keeps
+    the state's thresholded pseudo labels, which ignore some pixels."""
+    import dataclasses
+
+    saved: dict[str, dict] = {}
+    cfg = dataclasses.replace(CFG, rounds=0)
+    run_pipeline(_data(), cfg, save_stage=lambda n, s: saved.setdefault(n, s))
+    assert "pseudo" in saved["supervised"]
+    assert int((saved["supervised"]["pseudo"] == 255).sum()) > int(
+        (saved["supervised"]["labels"] == 255).sum()
+    )
+    fused: dict[str, dict] = {}
+    result = run_pipeline(
+        _data(),
+        dataclasses.replace(cfg, pnet_labels="fused"),
+        save_stage=lambda n, s: fused.setdefault(n, s),
+    )
+    assert "pseudo" not in fused["supervised"] and result.labels
