@@ -78,11 +78,15 @@ class PgReader:
             conn = await self._checkout()
             try:
                 yield conn
-            finally:
-                if conn.closed or conn.broken:
-                    await conn.close()
-                else:
-                    self._idle.append((conn, time.monotonic()))
+            except BaseException:
+                # A failed or cancelled (client gone) statement may leave the connection
+                # mid-query: never hand it to the next request.
+                await conn.close()
+                raise
+            if conn.closed or conn.broken:
+                await conn.close()
+            else:
+                self._idle.append((conn, time.monotonic()))
 
     async def _checkout(self) -> psycopg.AsyncConnection[Any]:
         while self._idle:
