@@ -89,6 +89,12 @@ class PipelineConfig:
         doc="P-Net's pseudo labels from the supervised stage: its whole label maps (fused), "
         "or only pixels passing the per-class thresholds and region filter (filtered)",
     )
+    weak_labels: str = _knob(
+        "cam",
+        choices=("lnet", "cam", "agree"),
+        doc="P-Net's labels for categories without human masks: L-Net's transferred masks, "
+        "the CAM baseline's, or only pixels where the two agree",
+    )
     lambda_pl: float = _knob(1.0, 0.0, 100.0, doc="pseudo-mask CE weight")
     lambda_adv: float = _knob(0.01, 0.0, 100.0, doc="adversarial loss weight")
     lambda_tag: float = _knob(0.3, 0.0, 100.0, doc="segmenter tag loss weight")

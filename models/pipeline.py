@@ -217,6 +217,10 @@ def _pnet_stage(
     the supervised stage's labels (whose nets P-Net then continues) when there is one."""
     cfg = ctx.cfg
     coarse = lnet["coarse"]
+    if supervised is not None and cfg.weak_labels == "cam":
+        coarse = lnet["cam"]
+    elif supervised is not None and cfg.weak_labels == "agree":
+        coarse = torch.where(coarse == lnet["cam"], coarse, torch.full_like(coarse, 255))
     if supervised is None:
         nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
     weight = (coarse != 255).float()

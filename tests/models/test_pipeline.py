@@ -203,3 +203,15 @@ def test_fused_pnet_labels_train_on_every_pixel_the_filter_would_drop() -> None:
         save_stage=lambda n, s: fused.setdefault(n, s),
     )
     assert "pseudo" not in fused["supervised"] and result.labels
+
+
+@pytest.mark.parametrize("weak_labels", ["lnet", "agree"])
+def test_every_weak_label_source_runs_and_keeps_to_the_tags(weak_labels: str) -> None:
+    import dataclasses
+
+    data = _data()
+    cfg = dataclasses.replace(CFG, rounds=0, weak_labels=weak_labels)
+    result = run_pipeline(data, cfg)
+    assert sorted(label.index for label in result.labels) == data.unmasked
+    for label in result.labels:
+        assert set(np.unique(label.mask)) <= data.tags[label.index] | {0}
