@@ -93,7 +93,7 @@ PROFILES: dict[str, Profile] = {
         max_images=240,
         note="smoke run: 240 images at 32 px, 1-2 epochs per stage",
     ),
-    # The whole table within 60 minutes on a 2-core CPU (about 40 minutes of compute
+    # The whole table within 60 minutes on a 2-core CPU (about 35 minutes of compute
     # when the machine is quiet; see CPU_PROFILE_ESTIMATE_S below for the arithmetic).
     "cpu": Profile(
         config=dict(
@@ -140,11 +140,12 @@ PROFILES: dict[str, Profile] = {
 #   L-Net step 0.15 s (all images masked) .. 0.06 s (1/8 masked)  -> 1.5-4.5 s / epoch
 #   P-Net / round step (S_a + S_b + Dsc) 0.49 s                     -> 14.7 s / epoch
 #   ensemble inference 0.21 s / 16 images, predict at original size 0.37 s / 16 images
-# Runs (L-Net 10, P-Net 12, 2 rounds x 3 epochs): full 312 s, semi 330 s, transfer 315 s,
-# tags_only 330 s, supervised-only semi 340 s and transfer 311 s (iteration-matched epochs),
-# two budget arms (P-Net only, L-Net restored) 388 s, val predictions 87 s, loading 5 s:
-# about 2,420 s = 40 minutes. A second torch process on the two cores can slow this 2-3x.
-CPU_PROFILE_ESTIMATE_S = 2420
+# Runs (L-Net 10, supervised 6, P-Net 10, 2 rounds x 3; human masks half of each
+# supervised/P-Net/round epoch in semi): measured 2,084 s = 35 minutes in all on a quiet
+# machine (full 337 s, semi 468 s, its two budget arms 303 + 301 s, transfer 288 s,
+# tags_only 290 s, val predictions and loading the rest; a round that is rolled back ends
+# the run early). A second torch process on the two cores can slow this 2-3x.
+CPU_PROFILE_ESTIMATE_S = 2100
 
 STAGE_LABELS = {
     "cam": "CAM (tags)",
