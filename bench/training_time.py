@@ -139,7 +139,11 @@ def main() -> int:
         for ts, m in events
         if m.startswith("stage ") and m.endswith(" started")
     ]
-    epochs = {"lnet": cfg.epochs_lnet, "pnet": cfg.epochs_pnet}
+    epochs = {
+        "lnet": cfg.epochs_lnet,
+        "supervised": cfg.epochs_supervised,
+        "pnet": cfg.epochs_pnet,
+    }
     rows, out = [], []
     for (stage, start), nxt in zip(starts, [*starts[1:], ("end", finished)], strict=True):
         seconds = (nxt[1] - start).total_seconds()
