@@ -263,3 +263,27 @@ def test_cli_quick_profile_end_to_end(folder: Path, tmp_path: Path) -> None:
         assert (key, "supervised only (human masks)") in rows
     assert ("semi", "L-Net + P-Net, +2 suggested masks") in rows
     assert report["machine"]["cpu"] is not None
+
+
+def test_full_val_skips_the_reference_run_and_scales_by_it(folder: Path) -> None:
+    threads = torch.get_num_threads()
+    try:
+        out = quality.main(
+            [
+                "--profile",
+                "quick",
+                "--data",
+                str(folder),
+                "--settings",
+                "tags_only",
+                "--full-val",
+                "0.5",
+                "--no-progress",
+                *TINY,
+            ]
+        )
+    finally:
+        torch.set_num_threads(threads)
+    assert set(out["settings"]) == {"tags_only"}
+    summary = out["settings"]["tags_only"]
+    assert summary["pct_of_full"] == round(100 * summary["val_miou"] / 0.5, 1)
