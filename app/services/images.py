@@ -395,25 +395,26 @@ def tags_and_masks_stmt(postgres: bool) -> CompoundSelect:
     )
 
 
+def _view_dict(im: Any, tags: list[str], human: bool, pseudo: bool) -> dict[str, Any]:
+    return {
+        "id": im.id,
+        "project_id": im.project_id,
+        "sha256": im.sha256,
+        "width": im.width,
+        "height": im.height,
+        "filename": im.filename,
+        "tags": tags,
+        "has_human_mask": human,
+        "has_pseudo_mask": pseudo,
+        "created_at": im.created_at,
+    }
+
+
 def view_dicts(images: list[Any], tag_rows: list[Any] | None) -> list[dict[str, Any]]:
     """ImageOut fields of images (entities or view_columns rows), with the page's
     tags_and_masks_stmt rows, or None when the rows carry their tags and flags."""
     if tag_rows is None:
-        return [
-            {
-                "id": im.id,
-                "project_id": im.project_id,
-                "sha256": im.sha256,
-                "width": im.width,
-                "height": im.height,
-                "filename": im.filename,
-                "tags": im.tags,
-                "has_human_mask": im.has_human_mask,
-                "has_pseudo_mask": im.has_pseudo_mask,
-                "created_at": im.created_at,
-            }
-            for im in images
-        ]
+        return [_view_dict(im, im.tags, im.has_human_mask, im.has_pseudo_mask) for im in images]
     tags: dict[int, list[tuple[int, str]]] = {im.id: [] for im in images}
     flags: dict[int, set[str]] = {im.id: set() for im in images}
     for image_id, kind, value, index in tag_rows:
@@ -422,18 +423,12 @@ def view_dicts(images: list[Any], tag_rows: list[Any] | None) -> list[dict[str, 
         else:
             flags[image_id].add(value)
     return [
-        {
-            "id": im.id,
-            "project_id": im.project_id,
-            "sha256": im.sha256,
-            "width": im.width,
-            "height": im.height,
-            "filename": im.filename,
-            "tags": [name for _, name in sorted(tags[im.id])],
-            "has_human_mask": "human" in flags[im.id],
-            "has_pseudo_mask": "pseudo" in flags[im.id],
-            "created_at": im.created_at,
-        }
+        _view_dict(
+            im,
+            [name for _, name in sorted(tags[im.id])],
+            "human" in flags[im.id],
+            "pseudo" in flags[im.id],
+        )
         for im in images
     ]
 
