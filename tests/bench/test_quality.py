@@ -52,6 +52,17 @@ def write_folder(root: Path, n: int = 32, size: int = 32, seed: int = 1) -> Path
     return root
 
 
+def run_quick(folder: Path, *args: str) -> dict:
+    """quality.main on the quick profile in-process (restoring torch's thread count)."""
+    threads = torch.get_num_threads()
+    try:
+        return quality.main(
+            ["--profile", "quick", "--data", str(folder), "--no-progress", *args, *TINY]
+        )
+    finally:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_folder(tmp_path_factory.mktemp("tiny"))
@@ -198,22 +209,7 @@ def test_every_network_input_is_checked_and_hides_tag_only_masks(
 
     monkeypatch.setattr(quality, "check_no_hidden_masks", check)
     monkeypatch.setattr(quality, "run_pipeline", run)
-    threads = torch.get_num_threads()
-    try:
-        out = quality.main(
-            [
-                "--profile",
-                "quick",
-                "--data",
-                str(folder),
-                "--settings",
-                "semi",
-                "--no-progress",
-                *TINY,
-            ]
-        )
-    finally:
-        torch.set_num_threads(threads)
+    out = run_quick(folder, "--settings", "semi")
     # full, semi and the two budget arms
     assert len(checked) == 4
     assert set(out["settings"]) == {"full", "semi"}
@@ -266,24 +262,7 @@ def test_cli_quick_profile_end_to_end(folder: Path, tmp_path: Path) -> None:
 
 
 def test_full_val_skips_the_reference_run_and_scales_by_it(folder: Path) -> None:
-    threads = torch.get_num_threads()
-    try:
-        out = quality.main(
-            [
-                "--profile",
-                "quick",
-                "--data",
-                str(folder),
-                "--settings",
-                "tags_only",
-                "--full-val",
-                "0.5",
-                "--no-progress",
-                *TINY,
-            ]
-        )
-    finally:
-        torch.set_num_threads(threads)
+    out = run_quick(folder, "--settings", "tags_only", "--full-val", "0.5")
     assert set(out["settings"]) == {"tags_only"}
     summary = out["settings"]["tags_only"]
     assert summary["pct_of_full"] == round(100 * summary["val_miou"] / 0.5, 1)
