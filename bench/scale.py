@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import statistics
 import sys
 import time
@@ -25,7 +26,13 @@ from tqdm import tqdm
 sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parent.parent))
 
 from app.db import make_engine, make_sessionmaker
-from app.services.images import ImageFilter, list_images
+from app.services.image_list import (
+    ImageFilter,
+    encode_cursor,
+    list_images,
+    page_json_stmt,
+    page_params,
+)
 from app.services.projects import get_project_or_raise
 from app.services.review import review_queue
 from app.services.scope import SYSTEM
@@ -211,28 +218,25 @@ def main() -> int:
         pid = s.scalar(text("SELECT id FROM projects ORDER BY id LIMIT 1"))
         project = get_project_or_raise(s, pid, SYSTEM)
         middle = args.images // 2
-        from app.services.images import encode_cursor
-
         mid_cursor = encode_cursor(middle)
         _, q_cursor = review_queue(s, project, limit=5000, cursor=None)
+
+    def api_page(flt: ImageFilter, cursor: str | None) -> Callable[[Session], Any]:
+        """The statement GET /v1/projects/{pid}/images runs on PostgreSQL (the page rendered
+        as JSON in the database): its items."""
+        params = page_params(pid, flt, limit=args.limit, cursor=cursor)
+        stmt = page_json_stmt(flt.shape())
+        return lambda s: (json.loads(s.execute(stmt, params).one().page_json), None)
+
     cases: dict[str, Callable[[Session], Any]] = {
-        "list: first page": lambda s: list_images(
-            s, project, ImageFilter(), limit=args.limit, cursor=None
-        ),
-        "list: middle page (cursor)": lambda s: list_images(
+        "list: first page": api_page(ImageFilter(), None),
+        "list: middle page (cursor)": api_page(ImageFilter(), mid_cursor),
+        "list: tag common (40 %)": api_page(ImageFilter(tag="cat1"), None),
+        "list: tag rare (0.5 %)": api_page(ImageFilter(tag=f"cat{N_CATEGORIES}"), mid_cursor),
+        "list: has_human_mask": api_page(ImageFilter(has_human_mask=True), mid_cursor),
+        "list: review_state=rejected": api_page(ImageFilter(review_state="rejected"), mid_cursor),
+        "list: ORM page (SQLite's path)": lambda s: list_images(
             s, project, ImageFilter(), limit=args.limit, cursor=mid_cursor
-        ),
-        "list: tag common (40 %)": lambda s: list_images(
-            s, project, ImageFilter(tag="cat1"), limit=args.limit, cursor=None
-        ),
-        "list: tag rare (0.5 %)": lambda s: list_images(
-            s, project, ImageFilter(tag=f"cat{N_CATEGORIES}"), limit=args.limit, cursor=mid_cursor
-        ),
-        "list: has_human_mask": lambda s: list_images(
-            s, project, ImageFilter(has_human_mask=True), limit=args.limit, cursor=mid_cursor
-        ),
-        "list: review_state=rejected": lambda s: list_images(
-            s, project, ImageFilter(review_state="rejected"), limit=args.limit, cursor=mid_cursor
         ),
         "review queue: first page": lambda s: review_queue(s, project, limit=50, cursor=None),
         "review queue: deep page": lambda s: review_queue(s, project, limit=50, cursor=q_cursor),

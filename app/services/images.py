@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
 from dataclasses import dataclass
 from functools import cache
@@ -10,26 +9,20 @@ from typing import Any
 
 from sqlalchemy import (
     CompoundSelect,
-    Executable,
     Insert,
     Integer,
-    Select,
-    String,
     any_,
     bindparam,
     delete,
-    exists,
-    func,
     insert,
     literal,
     select,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session, selectinload
 
-from app.errors import NotFound, ValidationFailed
+from app.errors import NotFound
 from app.imaging import decode_mask, encode_png, mask_stats, probe_image
 from app.schemas.image import ImageOut
 from app.services.projects import ProjectRef
@@ -213,45 +206,6 @@ def delete_image(uow: UnitOfWork, image: Image) -> None:
     uow.release_blobs_after_commit(keys)
 
 
-def encode_cursor(last_id: int) -> str:
-    return base64.urlsafe_b64encode(str(last_id).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str | None) -> int:
-    if not cursor:
-        return 0
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        value = int(base64.urlsafe_b64decode(padded.encode()).decode())
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ValidationFailed("cursor is not valid.", {"field": "cursor"}) from e
-    if value < 0:
-        raise ValidationFailed("cursor is not valid.", {"field": "cursor"})
-    return value
-
-
-@dataclass
-class ImageFilter:
-    tag: str | None = None
-    has_human_mask: bool | None = None
-    has_pseudo_mask: bool | None = None
-    review_state: str | None = None
-
-
-def _has_mask(source: str) -> Any:
-    return exists().where((Mask.image_id == Image.id) & (Mask.source == source))
-
-
-def _mask_driver(project_id: int, source: str, review_state: str | None, after: int) -> Any:
-    """Ids of the project's images holding such a mask, in id order, from the masks index."""
-    stmt = select(Mask.image_id.label("image_id")).where(
-        Mask.project_id == project_id, Mask.source == source, Mask.image_id > after
-    )
-    if review_state is not None:
-        stmt = stmt.where(Mask.review_state == review_state)
-    return stmt.group_by(Mask.image_id).subquery()
-
-
 # What view_dicts reads of an image: a list page selects only these (no ORM entities).
 IMAGE_VIEW_COLUMNS = (
     Image.id,
@@ -262,113 +216,6 @@ IMAGE_VIEW_COLUMNS = (
     Image.filename,
     Image.created_at,
 )
-
-
-def list_images(
-    session: Session, project: Project, flt: ImageFilter, *, limit: int, cursor: str | None
-) -> tuple[list[Image], str | None]:
-    """A keyset page of the project's images in id order, and the cursor of the next page."""
-    stmt, params = list_page_query(project, flt, limit=limit, cursor=cursor)
-    return page_of(list(session.scalars(stmt, params)), limit)
-
-
-def list_page_query(
-    project: Project | ProjectRef,
-    flt: ImageFilter,
-    *,
-    limit: int,
-    cursor: str | None,
-    views: bool | None = None,
-) -> tuple[Executable, dict[str, Any]]:
-    """The statement (and params) of a page of `limit + 1` images; see page_of.
-
-    A positive filter drives the query from its own index (image_tags by category, masks by
-    source/review state), so a rare tag or state costs as little as a common one; the other
-    filters are checked per row. `views`: rows of view_columns(views) instead of Image
-    entities (True: PostgreSQL, with each image's tags and mask flags).
-    """
-    after = decode_cursor(cursor)
-    if views is not None and flt == ImageFilter():
-        params = {"project_id": project.id, "after": after, "n": limit + 1}
-        return plain_page_stmt(views), params
-    stmt = select(Image) if views is None else select(*view_columns(views))
-    stmt = stmt.where(Image.project_id == project.id, Image.id > after)
-    driven = False
-    if flt.tag is not None:
-        cat = next((c for c in project.categories if c.name == flt.tag), None)
-        if cat is None:
-            resolve_tags(project, [flt.tag])  # type: ignore[arg-type]  # raises unknown_tag
-            raise AssertionError
-        stmt = stmt.join(
-            image_tags,
-            (image_tags.c.image_id == Image.id) & (image_tags.c.category_id == cat.id),
-        ).where(image_tags.c.image_id > after)
-        order = image_tags.c.image_id
-        driven = True
-    else:
-        order = Image.id
-    for source, wanted, state in (
-        ("pseudo", True if flt.review_state is not None else None, flt.review_state),
-        ("human", flt.has_human_mask, None),
-        ("pseudo", flt.has_pseudo_mask, None),
-    ):
-        if wanted is None:
-            continue
-        if wanted and not driven:
-            drv = _mask_driver(project.id, source, state, after)
-            stmt = stmt.join(drv, drv.c.image_id == Image.id)
-            order = drv.c.image_id
-            driven = True
-        elif wanted:
-            cond = (Mask.image_id == Image.id) & (Mask.source == source)
-            if state is not None:
-                cond = cond & (Mask.review_state == state)
-            stmt = stmt.where(exists().where(cond))
-        else:
-            stmt = stmt.where(~_has_mask(source))
-    return stmt.order_by(order).limit(limit + 1), {}
-
-
-def page_of(rows: list[Any], limit: int) -> tuple[list[Any], str | None]:
-    """The page and the next page's cursor, from `limit + 1` rows."""
-    next_cursor = encode_cursor(rows[limit - 1].id) if len(rows) > limit else None
-    return rows[:limit], next_cursor
-
-
-def view_columns(postgres: bool) -> tuple[Any, ...]:
-    """What view_dicts reads of an image; on PostgreSQL also its tags (in class order) and
-    mask flags as correlated subqueries: one statement and 50 rows for a page instead of
-    two statements and ~200 rows."""
-    if not postgres:
-        return IMAGE_VIEW_COLUMNS
-    tags = (
-        select(
-            func.coalesce(
-                func.array_agg(aggregate_order_by(Category.name, Category.class_index)),
-                postgresql.array([], type_=String),
-            )
-        )
-        .select_from(image_tags.join(Category, Category.id == image_tags.c.category_id))
-        .where(image_tags.c.image_id == Image.id)
-        .scalar_subquery()
-    )
-    return (
-        *IMAGE_VIEW_COLUMNS,
-        tags.label("tags"),
-        _has_mask("human").label("has_human_mask"),
-        _has_mask("pseudo").label("has_pseudo_mask"),
-    )
-
-
-@cache
-def plain_page_stmt(postgres: bool) -> Select:
-    """The unfiltered page, the common case, built once (see masks.image_mask_stmt for why)."""
-    return (
-        select(*view_columns(postgres))
-        .where(Image.project_id == bindparam("project_id"), Image.id > bindparam("after"))
-        .order_by(Image.id)
-        .limit(bindparam("n"))
-    )
 
 
 @cache
@@ -411,7 +258,7 @@ def _view_dict(im: Any, tags: list[str], human: bool, pseudo: bool) -> dict[str,
 
 
 def view_dicts(images: list[Any], tag_rows: list[Any] | None) -> list[dict[str, Any]]:
-    """ImageOut fields of images (entities or view_columns rows), with the page's
+    """ImageOut fields of images (entities or image_list.page_stmt rows), with the page's
     tags_and_masks_stmt rows, or None when the rows carry their tags and flags."""
     if tag_rows is None:
         return [_view_dict(im, im.tags, im.has_human_mask, im.has_pseudo_mask) for im in images]

@@ -303,6 +303,47 @@ class TestList:
         got = list_all_images(client, admin, project["id"], review_state="accepted")
         assert [i["id"] for i in got] == [a["id"]]
 
+    def test_page_items_read_exactly_like_the_image_route(self, client, admin, project, settings):
+        """PostgreSQL renders list pages itself (image_list.page_json_stmt): every field,
+        escaping and timestamp form must match ImageOut as the single-image route writes it."""
+        from datetime import UTC, datetime
+
+        from sqlalchemy import update
+
+        from app.db import make_engine
+
+        pid = project["id"]
+        mask = mask_bytes(stripes_mask(32, 24, (0, 1)))
+        ims = [
+            upload_ok(
+                client, admin, pid, image_bytes(seed=1), tags="dog,cat", filename='a "q" é\\.png'
+            ),
+            upload_ok(client, admin, pid, image_bytes(seed=2), mask=mask, filename="b\n.png"),
+            upload_ok(client, admin, pid, image_bytes(seed=3), tags="bird"),
+        ]
+        add_pseudo_mask(settings, ims[2]["id"], stripes_mask(32, 24, (0, 1)))
+        engine = make_engine(settings.db_url, pool_size=1)
+        with engine.begin() as conn:  # a whole second: pydantic writes no fraction then
+            conn.execute(
+                update(Image)
+                .where(Image.id == ims[0]["id"])
+                .values(created_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC))
+            )
+        engine.dispose()
+        want = [client.get(f"/v1/images/{i['id']}", headers=admin).json() for i in ims]
+        assert want[0]["created_at"] == "2026-01-02T03:04:05Z"
+        assert want[0]["tags"] == ["cat", "dog"] and want[1]["has_human_mask"] is True
+        for limit in (1, 2, 3, 50):
+            assert list_all_images(client, admin, pid, limit=limit) == want
+        assert list_all_images(client, admin, pid, has_pseudo_mask="true") == want[2:]
+        assert list_all_images(client, admin, pid, tag="cat", has_human_mask="false") == want[:1]
+
+    def test_empty_project_and_missing_project(self, client, admin, project):
+        r = client.get(f"/v1/projects/{project['id']}/images", headers=admin)
+        assert r.status_code == 200 and r.json() == {"items": [], "next_cursor": None}
+        r = client.get("/v1/projects/999999/images?tag=cat", headers=admin)
+        assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"
+
 
 def _good(seed: int) -> bytes:
     return image_bytes(seed=100 + seed)

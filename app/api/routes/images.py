@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse
@@ -14,9 +14,16 @@ from app.api.lean import LeanKey, blob_response, lean_first, lean_rows
 from app.errors import ApiError, ValidationFailed, error_body
 from app.schemas.common import Page
 from app.schemas.image import BatchItem, BatchResult, ImageOut, TagsIn
+from app.services import image_list as pages
 from app.services import images as svc
-from app.services.projects import PROJECT_REF, get_project_or_raise, project_ref_of
-from app.services.tags import parse_tags
+from app.services.projects import (
+    PROJECT_REF,
+    get_project_or_raise,
+    project_not_found,
+    project_ref_of,
+)
+from app.services.scope import Principal
+from app.services.tags import parse_tags, resolve_tags
 from app.unit_of_work import Savepoint
 
 router = APIRouter(tags=["images"])
@@ -138,30 +145,62 @@ async def list_images(
 ) -> Response:
     """A lean route (prebuilt Core queries, no ORM; see app/api/lean.py).
 
-    The page is validated and rendered to JSON by pydantic-core in one call each: models
-    built one by one, then FastAPI's response_model path (validate again, encode through
-    Python dicts) cost more than the queries.
+    PostgreSQL renders the page (app/services/image_list.page_json_stmt): one statement, no
+    per-row Python. Elsewhere the rows are validated and rendered by pydantic-core in one
+    call each (models built one by one, then FastAPI's response_model path, cost more than
+    the queries).
     """
-    flt = svc.ImageFilter(
+    flt = pages.ImageFilter(
         tag=tag,
         has_human_mask=has_human_mask,
         has_pseudo_mask=has_pseudo_mask,
         review_state=review_state,
     )
-
+    if not who.can_see(project_id):
+        raise project_not_found(project_id)
+    params = pages.page_params(project_id, flt, limit=limit, cursor=cursor)
+    if not request.app.state.settings.is_sqlite:
+        return await _rendered_page(request, flt, params, who)
     project = project_ref_of(
         await lean_rows(request, PROJECT_REF, {"project_id": project_id}), project_id, who
     )
-    postgres = not request.app.state.settings.is_sqlite
-    stmt, params = svc.list_page_query(project, flt, limit=limit, cursor=cursor, views=postgres)
-    rows, next_cursor = svc.page_of(await lean_rows(request, stmt, params), limit)
-    tag_rows = None  # PostgreSQL rows carry their tags and mask flags
-    if not postgres and rows:
+    if tag is not None:
+        resolve_tags(project, [tag])  # type: ignore[arg-type]  # unknown → unknown_tag
+    rows = await lean_rows(request, pages.page_stmt(flt.shape(), False), params)
+    rows, next_cursor = pages.page_of(rows, limit)
+    tag_rows = None
+    if rows:
         tag_rows = await lean_rows(
             request, svc.tags_and_masks_stmt(False), {"ids": [r.id for r in rows]}
         )
     page = {"items": svc.view_dicts(rows, tag_rows), "next_cursor": next_cursor}
     return Response(_PAGE.dump_json(_PAGE.validate_python(page)), media_type="application/json")
+
+
+async def _rendered_page(
+    request: Request, flt: pages.ImageFilter, params: dict[str, Any], who: Principal
+) -> Response:
+    """The page as PostgreSQL rendered it; the cursor and the envelope are added here."""
+    project_id = params["project_id"]
+    row = await lean_first(request, pages.page_json_stmt(flt.shape()), params)
+    if row is None:
+        raise project_not_found(project_id)
+    if flt.tag is not None and row.tag_category is None:
+        project = project_ref_of(
+            await lean_rows(request, PROJECT_REF, {"project_id": project_id}), project_id, who
+        )
+        resolve_tags(project, [flt.tag])  # type: ignore[arg-type]  # raises unknown_tag
+    cursor = pages.encode_cursor(row.last_id) if row.more else None
+    body = b"".join(
+        (
+            b'{"items":',
+            row.page_json.encode(),
+            b',"next_cursor":',
+            f'"{cursor}"'.encode() if cursor else b"null",
+            b"}",
+        )
+    )
+    return Response(body, media_type="application/json")
 
 
 @router.get("/v1/images/{image_id}", response_model=ImageOut)
