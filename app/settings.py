@@ -35,8 +35,11 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1)
     reaper_interval_s: float = Field(default=30.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
+    # One per process: lean reads are short index lookups, and every extra backend on the
+    # same cores only lengthens the tail (bench/load.py, 2 cores, 64 clients: list page p99
+    # 64 ms with 1, 105 ms with 2, 127 ms with 4). Raise it where PostgreSQL has its own cores.
     db_read_pool_size: int = Field(
-        default=4, ge=1, description="connections per API process for lean reads (PostgreSQL)"
+        default=1, ge=1, description="connections per API process for lean reads (PostgreSQL)"
     )
     blob_cache_mb: int = Field(
         default=64, ge=0, description="MiB per API process of small blobs kept in memory"
