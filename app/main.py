@@ -48,18 +48,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.runner.shutdown()
             app.state.worker_ctx.dispose()
             app.state.engine.dispose()
-            if app.state.pg_reader is not None:
-                await app.state.pg_reader.close()
+            for pool in (app.state.pg_reader, app.state.pg_writer):
+                if pool is not None:
+                    await pool.close()
 
     app = FastAPI(title="tag2mask", version="1", lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = make_engine(settings.db_url, pool_size=settings.db_pool_size)
     app.state.sessionmaker = make_sessionmaker(app.state.engine)
     app.state.db_slots = anyio.Semaphore(max_connections(settings.db_pool_size))
+    postgres = settings.db_url.startswith("postgresql+psycopg://")
+    # Autocommit pools for the lean routes: reads, and uploads as one statement each.
     app.state.pg_reader = (
-        PgReader(settings.db_url, settings.db_read_pool_size)
-        if settings.db_url.startswith("postgresql+psycopg://")
-        else None
+        PgReader(settings.db_url, settings.db_read_pool_size) if postgres else None
+    )
+    app.state.pg_writer = (
+        PgReader(settings.db_url, settings.db_write_pool_size) if postgres else None
     )
     app.state.blobs = LocalBlobStore(settings.blob_dir)
     # Content-addressed, so never stale: small blobs (masks, thumbnails) and their COCO RLE.

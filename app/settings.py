@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     db_read_pool_size: int = Field(
         default=1, ge=1, description="connections per API process for lean reads (PostgreSQL)"
     )
+    db_write_pool_size: int = Field(
+        default=2,
+        ge=1,
+        description="connections per API process for single-statement uploads (PostgreSQL); "
+        "each mostly waits for its commit's WAL flush",
+    )
     blob_cache_mb: int = Field(
         default=64, ge=0, description="MiB per API process of small blobs kept in memory"
     )

@@ -8,7 +8,7 @@ round trip) cost more than the work it wrapped.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
@@ -19,6 +19,8 @@ from app.services.keys import authenticate
 from app.services.scope import Principal
 from app.settings import Settings
 from app.unit_of_work import UnitOfWork
+
+T = TypeVar("T")
 
 
 def _end(uow: UnitOfWork, commit: bool) -> None:
@@ -55,6 +57,24 @@ async def get_uow(request: Request) -> AsyncIterator[UnitOfWork]:
 
 
 UowDep = Annotated[UnitOfWork, Depends(get_uow, scope="function")]
+
+
+async def in_unit_of_work(request: Request, work: Callable[[UnitOfWork], T]) -> T:
+    """`work(uow)` and its commit on one worker thread, for an async route that takes the
+    ORM path only sometimes (same slot rule, commit and rollback as get_uow)."""
+
+    def run(uow: UnitOfWork) -> T:
+        try:
+            result = work(uow)
+        except BaseException:
+            _end(uow, False)
+            raise
+        _end(uow, True)
+        return result
+
+    async with request.app.state.db_slots:
+        uow = UnitOfWork(request.app.state.sessionmaker, request.app.state.blobs)
+        return await run_in_threadpool(run, uow)
 
 
 async def get_session(uow: UowDep) -> Session:

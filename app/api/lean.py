@@ -67,6 +67,14 @@ async def lean_principal(request: Request) -> Principal:
 LeanKey = Annotated[Principal, Depends(lean_principal)]
 
 
+async def lean_annotator(who: LeanKey) -> Principal:
+    who.require("annotator")
+    return who
+
+
+LeanAnnotator = Annotated[Principal, Depends(lean_annotator)]
+
+
 async def read_blob(request: Request, key: str) -> bytes:
     """A blob's bytes: from the in-memory cache, else read on a worker thread (and cached)."""
     cache = request.app.state.blob_cache

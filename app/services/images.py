@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from datetime import datetime
 from functools import cache
 from typing import Any
 
@@ -11,19 +12,22 @@ from sqlalchemy import (
     CompoundSelect,
     Insert,
     Integer,
+    Select,
     any_,
     bindparam,
     delete,
+    func,
     insert,
     literal,
     select,
+    true,
     union_all,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
 from app.errors import NotFound
-from app.imaging import decode_mask, encode_png, mask_stats, probe_image
+from app.imaging import ImageInfo, decode_mask, encode_png, mask_stats, probe_image
 from app.schemas.image import ImageOut
 from app.services.projects import ProjectRef
 from app.services.scope import Principal
@@ -71,6 +75,71 @@ def check_image_file(row: Any, image_id: int, who: Principal) -> Any:
     return row
 
 
+@dataclass
+class CheckedUpload:
+    """An upload that passed every check, with what its rows need."""
+
+    upload: Upload
+    sha: str
+    categories: list[Any]  # Category or CategoryRef, in class order
+    info: ImageInfo
+    mask_png: bytes | None = None
+    mask_stats: dict[str, object] | None = None
+
+    def image_values(self, project_id: int, blob_key: str, now: datetime) -> dict[str, Any]:
+        return {
+            "project_id": project_id,
+            "sha256": self.sha,
+            "width": self.info.width,
+            "height": self.info.height,
+            "blob_key": blob_key,
+            "filename": clean_filename(self.upload.filename),
+            "content_type": self.info.content_type,
+            "size_bytes": len(self.upload.data),
+            "created_at": now,
+            "updated_at": now,
+        }
+
+    def view(self, project_id: int, image_id: int, now: datetime) -> ImageOut:
+        """The new image as the API shows it, from what was written (not read back)."""
+        return ImageOut(
+            id=image_id,
+            project_id=project_id,
+            sha256=self.sha,
+            width=self.info.width,
+            height=self.info.height,
+            filename=clean_filename(self.upload.filename),
+            tags=[c.name for c in self.categories],  # resolve_tags sorts by class index
+            has_human_mask=self.mask_png is not None,
+            has_pseudo_mask=False,
+            created_at=now,
+        )
+
+
+def content_sha(upload: Upload) -> str:
+    return hashlib.sha256(upload.data).hexdigest()
+
+
+def check_upload(
+    project: Project | ProjectRef, upload: Upload, *, max_pixels: int, sha: str | None = None
+) -> CheckedUpload:
+    """Every check of an upload (tags, the image, the mask against it), nothing written."""
+    categories = resolve_tags(project, upload.tags)  # type: ignore[arg-type]
+    info = probe_image(upload.data, max_pixels)
+    checked = CheckedUpload(upload, sha or content_sha(upload), categories, info)
+    if upload.mask is not None:
+        arr = decode_mask(
+            upload.mask,
+            width=info.width,
+            height=info.height,
+            num_classes=len(project.categories),
+            max_pixels=max_pixels,
+        )
+        checked.mask_png = encode_png(arr)
+        checked.mask_stats = mask_stats(arr)
+    return checked
+
+
 def upload_image(
     uow: UnitOfWork, project: Project | ProjectRef, upload: Upload, *, max_pixels: int
 ) -> tuple[ImageOut, bool]:
@@ -83,74 +152,70 @@ def upload_image(
     unit of work and the round trips cost about as much as the rest of an upload.
     """
     session = uow.session
-    sha = hashlib.sha256(upload.data).hexdigest()
-    categories = resolve_tags(project, upload.tags)
-    existing = _existing_view(session, project.id, sha)
+    sha = content_sha(upload)
+    resolve_tags(project, upload.tags)  # type: ignore[arg-type]  # unknown tags fail first
+    existing = existing_view(session, project.id, sha)
     if existing is not None:
         return existing, False
-    info = probe_image(upload.data, max_pixels)
-    mask_png = None
-    stats: dict[str, object] = {}
-    if upload.mask is not None:
-        arr = decode_mask(
-            upload.mask,
-            width=info.width,
-            height=info.height,
-            num_classes=len(project.categories),
-            max_pixels=max_pixels,
-        )
-        mask_png = encode_png(arr)
-        stats = mask_stats(arr)
+    checked = check_upload(project, upload, max_pixels=max_pixels, sha=sha)
     key = uow.put_blob(upload.data)
     now = utcnow()
-    values = {
-        "project_id": project.id,
-        "sha256": sha,
-        "width": info.width,
-        "height": info.height,
-        "blob_key": key,
-        "filename": clean_filename(upload.filename),
-        "content_type": info.content_type,
-        "size_bytes": len(upload.data),
-        "created_at": now,
-        "updated_at": now,
-    }
+    values = checked.image_values(project.id, key, now)
     image_id = session.execute(_insert_image(session.get_bind().dialect.name), values).scalar()
     if image_id is None:
         # The same bytes were uploaded concurrently and that request committed first.
-        existing = _existing_view(session, project.id, sha)
+        existing = existing_view(session, project.id, sha)
         if existing is None:
             raise AssertionError("insert skipped for a conflict that is not there")
         return existing, False
-    if categories:
+    if checked.categories:
         session.execute(
-            insert(image_tags), [{"image_id": image_id, "category_id": c.id} for c in categories]
+            insert(image_tags),
+            [{"image_id": image_id, "category_id": c.id} for c in checked.categories],
         )
-    if mask_png is not None:
+    if checked.mask_png is not None:
         session.add(
             Mask(
                 image_id=image_id,
                 project_id=project.id,
                 source="human",
-                blob_key=uow.put_blob(mask_png),
+                blob_key=uow.put_blob(checked.mask_png),
                 review_state="accepted",
-                stats=stats,
+                stats=checked.mask_stats,
             )
         )
         session.flush()
-    view = ImageOut(
-        id=image_id,
-        project_id=project.id,
-        sha256=sha,
-        width=info.width,
-        height=info.height,
-        filename=values["filename"],
-        tags=[c.name for c in categories],  # resolve_tags sorts them by class index
-        has_human_mask=mask_png is not None,
-        has_pseudo_mask=False,
-        created_at=now,
+    return checked.view(project.id, image_id, now), True
+
+
+@cache
+def insert_image_with_tags() -> Select:
+    """PostgreSQL: the image row and its tags in one statement (so one implicit transaction
+    in autocommit); its id, or no row when the project already holds these bytes.
+
+    Parameters: the image_values columns and `category_ids` (an integer array).
+    """
+    table = Image.__table__
+    columns = ("project_id", "sha256", "width", "height", "blob_key", "filename")
+    columns += ("content_type", "size_bytes", "created_at", "updated_at")
+    new = (
+        postgresql.insert(table)
+        .values({c: bindparam(c, type_=table.c[c].type) for c in columns})
+        .on_conflict_do_nothing(index_elements=["project_id", "sha256"])
+        .returning(table.c.id)
+        .cte("new_image")
     )
-    return view, True
+    ids = bindparam("category_ids", type_=postgresql.ARRAY(Integer))
+    category = func.unnest(ids).table_valued("category_id").render_derived("new_category_ids")
+    tagged = (
+        insert(image_tags)
+        .from_select(
+            ["image_id", "category_id"],
+            select(new.c.id, category.c.category_id).select_from(new).join(category, true()),
+        )
+        .cte("new_tags")
+    )
+    return select(new.c.id).add_cte(tagged)
 
 
 _IMAGE_BY_SHA = select(Image.id).where(
@@ -158,7 +223,8 @@ _IMAGE_BY_SHA = select(Image.id).where(
 )
 
 
-def _existing_view(session: Session, project_id: int, sha: str) -> ImageOut | None:
+def existing_view(session: Session, project_id: int, sha: str) -> ImageOut | None:
+    """The project's image of these bytes (sha256), if there is one."""
     image_id = session.scalar(_IMAGE_BY_SHA, {"project_id": project_id, "sha": sha})
     if image_id is None:
         return None

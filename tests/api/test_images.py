@@ -88,6 +88,46 @@ class TestUpload:
         img = upload_ok(client, admin, project["id"], image_bytes(), filename="../../etc/x.png")
         assert img["filename"] == "x.png"
 
+    def test_failed_insert_leaves_no_blob_and_no_row(self, client, admin, project, settings):
+        """A database error after the blob was written: the blob goes, nothing is stored,
+        and the client gets a JSON 500 (PostgreSQL's one-statement path; SQLite's unit of
+        work rolls back the same way)."""
+        from sqlalchemy import text
+
+        from app.db import make_engine
+
+        if not settings.db_url.startswith("postgresql"):
+            pytest.skip("a PostgreSQL trigger makes the insert fail")
+        engine = make_engine(settings.db_url, pool_size=1)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "CREATE FUNCTION refuse_image() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN IF NEW.filename = 'refused.png' THEN "
+                    "RAISE EXCEPTION 'refused'; END IF; RETURN NEW; END $$"
+                )
+            )
+            conn.execute(
+                text(
+                    "CREATE TRIGGER refuse_image BEFORE INSERT ON images "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_image()"
+                )
+            )
+        try:
+            before = blob_files(settings)
+            r = upload(
+                client, admin, project["id"], image_bytes(seed=9), "cat", filename="refused.png"
+            )
+            assert r.status_code == 500 and r.json()["error"]["code"] == "internal_error"
+            assert blob_files(settings) == before
+            assert count_rows(settings, Image) == 0
+        finally:
+            with engine.begin() as conn:
+                conn.execute(text("DROP TRIGGER refuse_image ON images"))
+                conn.execute(text("DROP FUNCTION refuse_image()"))
+            engine.dispose()
+        assert upload(client, admin, project["id"], image_bytes(seed=9), "cat").status_code == 201
+
 
 class TestMetadata:
     def test_fields_match_the_contract(self, client, admin, project):

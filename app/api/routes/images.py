@@ -5,13 +5,22 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
+import psycopg
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile
-from fastapi.responses import JSONResponse
 from pydantic import TypeAdapter
 
-from app.api.deps import Annotator, CurrentKey, SessionDep, SettingsDep, UowDep
-from app.api.lean import LeanKey, blob_response, lean_first, lean_rows
+from app.api.deps import (
+    Annotator,
+    CurrentKey,
+    SessionDep,
+    SettingsDep,
+    UowDep,
+    in_unit_of_work,
+)
+from app.api.lean import LeanAnnotator, LeanKey, blob_response, lean_first, lean_rows
 from app.errors import ApiError, ValidationFailed, error_body
+from app.pg_reads import PgReader
 from app.schemas.common import Page
 from app.schemas.image import BatchItem, BatchResult, ImageOut, TagsIn
 from app.services import image_list as pages
@@ -24,35 +33,96 @@ from app.services.projects import (
 )
 from app.services.scope import Principal
 from app.services.tags import parse_tags, resolve_tags
-from app.unit_of_work import Savepoint
+from app.settings import Settings
+from app.tables import utcnow
+from app.unit_of_work import Savepoint, UnitOfWork
 
 router = APIRouter(tags=["images"])
 _PAGE = TypeAdapter(Page[ImageOut])
 
 
 @router.post("/v1/projects/{project_id}/images", status_code=201, response_model=ImageOut)
-def upload_image(
+async def upload_image(
     project_id: int,
-    uow: UowDep,
-    settings: SettingsDep,
-    who: Annotator,
+    request: Request,
+    who: LeanAnnotator,
     file: Annotated[UploadFile, File()],
     tags: Annotated[str | None, Form()] = None,
     mask: Annotated[UploadFile | None, File()] = None,
-) -> ImageOut | JSONResponse:
+) -> Response:
+    """201 with the new image, or 200 with the project's image of the same bytes.
+
+    On PostgreSQL an upload without a mask is the lean write path: checks and the blob
+    write on one worker thread, then the image and its tags as one statement on an
+    autocommit connection (app/services/images.insert_image_with_tags). Uploads with a
+    mask, and every upload on SQLite, take the unit-of-work path.
+    """
+    settings: Settings = request.app.state.settings
+    upload = svc.Upload(
+        filename=file.filename or "upload",
+        data=await file.read(),
+        tags=parse_tags(tags),
+        mask=await mask.read() if mask is not None else None,
+    )
+    writer = request.app.state.pg_writer
+    if writer is None or upload.mask is not None:
+        view, created = await in_unit_of_work(
+            request, lambda uow: _upload_in_uow(uow, project_id, who, upload, settings)
+        )
+    else:
+        view, created = await _lean_upload(request, writer, project_id, who, upload, settings)
+    return Response(
+        view.model_dump_json(), status_code=201 if created else 200, media_type="application/json"
+    )
+
+
+def _upload_in_uow(
+    uow: UnitOfWork, project_id: int, who: Principal, upload: svc.Upload, settings: Settings
+) -> tuple[ImageOut, bool]:
     # The project's categories without the ORM: uploads are the write path under load.
     rows = uow.session.execute(PROJECT_REF, {"project_id": project_id}).all()
     project = project_ref_of(rows, project_id, who)
-    upload = svc.Upload(
-        filename=file.filename or "upload",
-        data=file.file.read(),
-        tags=parse_tags(tags),
-        mask=mask.file.read() if mask is not None else None,
+    return svc.upload_image(uow, project, upload, max_pixels=settings.max_image_pixels)
+
+
+async def _lean_upload(
+    request: Request,
+    writer: PgReader,
+    project_id: int,
+    who: Principal,
+    upload: svc.Upload,
+    settings: Settings,
+) -> tuple[ImageOut, bool]:
+    project = project_ref_of(
+        await lean_rows(request, PROJECT_REF, {"project_id": project_id}), project_id, who
     )
-    view, created = svc.upload_image(uow, project, upload, max_pixels=settings.max_image_pixels)
-    if created:
-        return view
-    return JSONResponse(view.model_dump(mode="json"), status_code=200)
+    blobs = request.app.state.blobs
+
+    def check_and_store() -> tuple[svc.CheckedUpload, str, bool]:
+        checked = svc.check_upload(project, upload, max_pixels=settings.max_image_pixels)
+        return checked, *blobs.put(upload.data)
+
+    checked, key, created = await anyio.to_thread.run_sync(check_and_store)
+    now = utcnow()
+    values = checked.image_values(project_id, key, now)
+    values["category_ids"] = [c.id for c in checked.categories]
+    try:
+        row = await writer.first(svc.insert_image_with_tags(), values)
+    except BaseException as e:
+        if created:  # nothing references the blob this request wrote, unless a twin did
+            await in_unit_of_work(request, lambda uow: uow.release_blobs_after_commit([key]))
+        if isinstance(e, psycopg.errors.ForeignKeyViolation):  # project deleted meanwhile
+            raise project_not_found(project_id) from e
+        raise
+    if row is not None:
+        return checked.view(project_id, row.id, now), True
+    # These bytes are already in the project (maybe from a concurrent upload).
+    view = await in_unit_of_work(
+        request, lambda uow: svc.existing_view(uow.session, project_id, checked.sha)
+    )
+    if view is None:
+        raise AssertionError("insert skipped for a conflict that is not there")
+    return view, False
 
 
 def _parse_manifest(raw: str) -> dict[str, dict[str, object]]:
