@@ -68,6 +68,7 @@ class Profile:
     config: dict[str, Any]
     halves: int = 1  # transfer settings: 1 = one seeded half strong, 2 = also its complement
     budget: int = 32  # extra masks in the budget rows
+    budget_repeats: int = 1  # seed pairs of the budget arms (see budget_rows)
     max_images: int | None = None  # seeded random subset of the folder
     val_fraction: float = 0.2
     semi_fraction: float = 1 / 8
@@ -108,9 +109,10 @@ PROFILES: dict[str, Profile] = {
             rounds=2,
         ),
         budget=32,
+        budget_repeats=2,
         note="96 px, width 16, depth 3 (0.19 M-parameter segmenter), batch 16, L-Net 10 / "
         "supervised 6 / P-Net 10 / 2 rounds x 3 epochs, one seeded half for transfer, "
-        "budget 32 masks",
+        "budget 32 masks, two seed pairs",
     ),
     # A lent GPU: full resolution (MSRC's longer side is 320 px), wider, both halves.
     "gpu": Profile(
@@ -144,8 +146,9 @@ PROFILES: dict[str, Profile] = {
 # supervised/P-Net/round epoch in semi): measured 2,084 s = 35 minutes in all on a quiet
 # machine (full 337 s, semi 468 s, its two budget arms 303 + 301 s, transfer 288 s,
 # tags_only 290 s, val predictions and loading the rest; a round that is rolled back ends
-# the run early). A second torch process on the two cores can slow this 2-3x.
-CPU_PROFILE_ESTIMATE_S = 2100
+# the run early). Two seed pairs of budget arms add two more (~600 s): ~45 minutes. A second
+# torch process on the two cores can slow this 2-3x.
+CPU_PROFILE_ESTIMATE_S = 2700
 
 STAGE_LABELS = {
     "cam": "CAM (tags)",
@@ -461,66 +464,101 @@ def stage_rows(ds: Dataset, run: Run, scorer: Scorer, key: str) -> list[dict[str
 
 
 def budget_rows(
-    ds: Dataset, run: Run, budget: int, seed: int, scorer: Scorer, key: str, progress: bool
+    ds: Dataset,
+    run: Run,
+    budget: int,
+    seed: int,
+    scorer: Scorer,
+    key: str,
+    progress: bool,
+    repeats: int = 1,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """Spend ``budget`` masks on the run's suggested images vs on random tag-only images
-    (same seed), re-run the P-Net stage (L-Net restored, no rounds) for each; both
-    scored on val and on the images left tag-only in both arms."""
+    """Spend ``budget`` masks on the run's suggested images vs on random tag-only images,
+    re-running the supervised and P-Net stages (L-Net restored, no rounds) for each; both
+    scored on val and on the images left tag-only in both arms.
+
+    ``repeats`` pairs: pair r trains both arms with torch seed ``seed + r`` and draws its
+    random images with numpy seed ``seed + r`` (same budget, same seed within a pair). Two
+    CPU runs of one configuration differ by up to ~0.03 val mIoU, as much as the effect
+    sought, so the summary reports every pair's difference and their mean.
+    """
     setting, result = run.setting, run.result
     unmasked = setting.unmasked_positions
     b = min(budget, len(unmasked))
     suggested = [item.index for item in result.budget[:b]]
-    rng = np.random.default_rng(seed)
-    random_pick = sorted(int(p) for p in rng.choice(unmasked, size=b, replace=False))
-    common = sorted(set(unmasked) - set(suggested) - set(random_pick))
-    cfg = dataclasses.replace(run.cfg, rounds=0)
     holdout = list(result.holdout)
     old_targets = sorted(set(unmasked) | set(holdout))
-    rows, arms = [], {}
-    for arm, picked in (("suggested", suggested), ("random", random_pick)):
-        arm_setting = with_masks(ds, setting, picked, f"{setting.name}+{arm}")
-        new_targets = sorted(set(arm_setting.unmasked_positions) | set(holdout))
-        lnet_state = restored_lnet(run.saved["lnet"], old_targets, new_targets)
-        arm_run = run_setting(
-            ds,
-            arm_setting,
-            cfg,
-            title=f"{key}: +{b} {arm} masks",
-            holdout=holdout,
-            progress=progress,
-            load_stage=lambda name, s=lnet_state: s if name == "lnet" else None,
-        )
-        if "lnet" not in arm_run.result.resumed:
-            raise RuntimeError("the budget run did not restore L-Net")
-        label = label_quality(ds, setting, arm_run.result.stage_masks["pnet"], common)
-        val = scorer.segmenter(arm_run.result.model_state, cfg, setting)
-        arms[arm] = {
-            "images": picked,
-            "val_miou": val["tagged"]["miou"],
-            "val_miou_untagged": (val.get("untagged") or {}).get("miou"),
-            "label_miou_common": label["miou"],
-            "seconds": arm_run.seconds,
-        }
-        rows.append(
-            make_row(
-                key,
-                f"L-Net + P-Net, +{b} {arm} masks",
-                stage=f"budget_{arm}",
-                label=label,
-                val=val,
-                seconds=arm_run.seconds,
-                cumulative=arm_run.seconds,
-                budget=b,
+    rows: list[dict[str, Any]] = []
+    pairs: list[dict[str, Any]] = []
+    for r in range(repeats):
+        rng = np.random.default_rng(seed + r)
+        random_pick = sorted(int(p) for p in rng.choice(unmasked, size=b, replace=False))
+        common = sorted(set(unmasked) - set(suggested) - set(random_pick))
+        cfg = dataclasses.replace(run.cfg, rounds=0, seed=run.cfg.seed + r)
+        pair: dict[str, Any] = {"seed": seed + r, "common_unmasked_images": len(common)}
+        for arm, picked in (("suggested", suggested), ("random", random_pick)):
+            arm_setting = with_masks(ds, setting, picked, f"{setting.name}+{arm}")
+            new_targets = sorted(set(arm_setting.unmasked_positions) | set(holdout))
+            lnet_state = restored_lnet(run.saved["lnet"], old_targets, new_targets)
+            arm_run = run_setting(
+                ds,
+                arm_setting,
+                cfg,
+                title=f"{key}: +{b} {arm} masks, seed {seed + r}",
+                holdout=holdout,
+                progress=progress,
+                load_stage=lambda name, s=lnet_state: s if name == "lnet" else None,
             )
+            if "lnet" not in arm_run.result.resumed:
+                raise RuntimeError("the budget run did not restore L-Net")
+            label = label_quality(ds, setting, arm_run.result.stage_masks["pnet"], common)
+            val = scorer.segmenter(arm_run.result.model_state, cfg, setting)
+            pair[arm] = {
+                "images": picked,
+                "val_miou": val["tagged"]["miou"],
+                "val_miou_untagged": (val.get("untagged") or {}).get("miou"),
+                "label_miou_common": label["miou"],
+                "seconds": arm_run.seconds,
+            }
+            rows.append(
+                make_row(
+                    key,
+                    f"L-Net + P-Net, +{b} {arm} masks"
+                    + (f" (seed {seed + r})" if repeats > 1 else ""),
+                    stage=f"budget_{arm}",
+                    label=label,
+                    val=val,
+                    seconds=arm_run.seconds,
+                    cumulative=arm_run.seconds,
+                    budget=b,
+                )
+            )
+        pair["suggested_minus_random"] = _round(
+            (pair["suggested"]["val_miou"] or 0) - (pair["random"]["val_miou"] or 0)
         )
+        pairs.append(pair)
+
+    def mean(arm: str, field: str) -> float | None:
+        values = [p[arm][field] for p in pairs if p[arm][field] is not None]
+        return _round(float(np.mean(values))) if values else None
+
+    arms = {
+        arm: {
+            "images": pairs[0][arm]["images"],
+            **{f: mean(arm, f) for f in ("val_miou", "val_miou_untagged", "label_miou_common")},
+        }
+        for arm in ("suggested", "random")
+    }
+    diffs = [p["suggested_minus_random"] for p in pairs]
     summary = {
         "budget": b,
         "seed": seed,
-        "common_unmasked_images": len(common),
+        "repeats": repeats,
+        "common_unmasked_images": pairs[0]["common_unmasked_images"],
         **arms,
-        "suggested_minus_random": _round(
-            (arms["suggested"]["val_miou"] or 0) - (arms["random"]["val_miou"] or 0)
-        ),
+        "suggested_minus_random": _round(float(np.mean(diffs))),
+        "suggested_minus_random_per_pair": diffs,
+        "pairs": pairs,
     }
     return rows, summary
 
@@ -708,6 +746,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--halves", type=int, choices=(1, 2), help="transfer halves to run")
     parser.add_argument("--budget", type=int, help="masks spent in the budget rows (0 = skip)")
     parser.add_argument(
+        "--budget-repeats", type=int, help="seed pairs of the budget arms (default: profile's)"
+    )
+    parser.add_argument(
         "--set",
         dest="overrides",
         action="append",
@@ -739,6 +780,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         profile,
         halves=args.halves or profile.halves,
         budget=profile.budget if args.budget is None else args.budget,
+        budget_repeats=args.budget_repeats or profile.budget_repeats,
         max_images=args.max_images if args.max_images is not None else profile.max_images,
     )
     overrides = parse_overrides(args.overrides)
@@ -795,7 +837,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         setting_rows = stage_rows(ds, run, scorer, key)
         if key == "semi" and profile.budget > 0 and setting.unmasked_positions:
             extra, budget_summary = budget_rows(
-                ds, run, profile.budget, args.seed, scorer, key, progress
+                ds, run, profile.budget, args.seed, scorer, key, progress, profile.budget_repeats
             )
             setting_rows += extra
         rows += setting_rows

@@ -1,10 +1,10 @@
 """Annotation budget: rank unmasked images by the expected gain of a human mask, greedily.
 
 Gain = mean(uncertainty, S_a/S_b disagreement, low region scores) + a bonus for categories
-with few masks + a bonus for categories the held-out masks show segmented badly (or do not
-show at all) + a diversity bonus for categories the picks so far do not cover. Each pick
-counts as one more mask for its categories, so the order spreads over categories instead
-of repeating one hard case.
+with few masks (diminishing as masks accrue, never zero) + a bonus for categories the
+held-out masks show segmented badly (or do not show at all) + a diversity bonus for
+categories the picks so far do not cover. Each pick counts as one more mask for its
+categories, so the order spreads over categories instead of repeating one hard case.
 """
 
 from __future__ import annotations
@@ -63,7 +63,10 @@ def rank_for_annotation(
         signals: per candidate, the values named in SIGNALS (see image_signals).
         tags: per candidate, its categories.
         mask_counts: (K+1,) human masks per class so far.
-        min_masks: masks at which a category stops earning the rarity bonus.
+        min_masks: the rarity scale: a category with n masks earns min_masks / (min_masks
+            + n), 1 with none, 1/2 at min_masks. It decays rather than stopping at
+            min_masks because a class-averaged score (mIoU) keeps gaining from masks of the
+            categories that have the fewest, long after each has a handful.
         diversity: bonus weight for the share of an image's categories not yet covered.
         class_quality: held-out IoU per class of the delivered segmenters; an image earns
             mean(1 - IoU) over its categories (a category without held-out evidence counts
@@ -79,7 +82,7 @@ def rank_for_annotation(
         best, best_gain, best_parts = -1, -np.inf, {}
         for j in remaining:
             t = tags[j]
-            rarity = float(np.mean([max(0.0, 1 - counts[k] / min_masks) for k in t])) if t else 0.0
+            rarity = float(np.mean([min_masks / (min_masks + counts[k]) for k in t])) if t else 0.0
             new = sorted(t - covered)
             gap = (
                 float(np.mean([1.0 - class_quality.get(k, 0.0) for k in t]))

@@ -46,7 +46,16 @@ def test_rare_categories_earn_a_bonus() -> None:
     )
     assert order[0].index == 1
     assert order[0].reasons["rare_categories"] == 1.0
-    assert order[1].reasons["rare_categories"] == 0.0
+    assert order[1].reasons["rare_categories"] == 0.25  # 9 masks: 3 / (3 + 9)
+
+
+def test_rarity_keeps_ranking_categories_past_min_masks() -> None:
+    """Both categories have min_masks already: the one with fewer masks still comes first."""
+    tags = [frozenset({1}), frozenset({2})]
+    order = rank_for_annotation(
+        [0, 1], [_signals(0.5)] * 2, tags, mask_counts=[9, 40, 4], diversity=0.0
+    )
+    assert [item.index for item in order] == [1, 0]
 
 
 def test_badly_segmented_or_unmeasured_categories_earn_a_bonus() -> None:
