@@ -22,6 +22,7 @@ from app.lru import LruCache
 from app.metrics import HttpMetrics, JobCollector
 from app.pg_reads import PgReader
 from app.services.jobs import read_job_stats
+from app.services.projects import ProjectRef
 from app.settings import Settings, get_settings
 from worker.context import WorkerContext
 from worker.runner import make_runner
@@ -71,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         settings.blob_cache_mb << 20, cost=len, max_item_cost=1 << 20
     )
     app.state.rle_cache = LruCache[tuple](4096)
+    app.state.project_refs = LruCache[ProjectRef](1024)  # see app.api.lean.lean_project
     app.state.principals = (
         PrincipalCache(settings.auth_cache_ttl_s) if settings.auth_cache_ttl_s > 0 else None
     )

@@ -9,6 +9,7 @@ entry is never stale).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -20,6 +21,7 @@ from app.api.http_cache import CACHE_CONTROL, etag_for, not_modified
 from app.auth import hash_key
 from app.imaging import rle_of_png
 from app.services.keys import KEY_BY_HASH, bearer_token, principal_of
+from app.services.projects import PROJECT_REF, ProjectRef, project_not_found, project_ref_of
 from app.services.scope import Principal
 
 
@@ -73,6 +75,26 @@ async def lean_annotator(who: LeanKey) -> Principal:
 
 
 LeanAnnotator = Annotated[Principal, Depends(lean_annotator)]
+
+
+async def lean_project(
+    request: Request, project_id: int, who: Principal, tags: Sequence[str] = ()
+) -> ProjectRef:
+    """The project's id and categories, from the per-process cache when it knows `tags`.
+
+    Categories are append-only (no rename, no delete), so a cached ref is never wrong,
+    only possibly short of categories added since: a tag it does not know reads the
+    project again before anyone is told the tag is unknown.
+    """
+    if not who.can_see(project_id):
+        raise project_not_found(project_id)
+    cache = request.app.state.project_refs
+    ref = cache.get(project_id)
+    if ref is None or not set(tags) <= {c.name for c in ref.categories}:
+        rows = await lean_rows(request, PROJECT_REF, {"project_id": project_id})
+        ref = project_ref_of(rows, project_id, who)
+        cache.put(project_id, ref)
+    return ref
 
 
 async def read_blob(request: Request, key: str) -> bytes:

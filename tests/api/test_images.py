@@ -88,6 +88,19 @@ class TestUpload:
         img = upload_ok(client, admin, project["id"], image_bytes(), filename="../../etc/x.png")
         assert img["filename"] == "x.png"
 
+    def test_category_added_after_an_upload_is_usable_at_once(self, client, admin, project):
+        """The upload path caches a project's categories: one added since must not read as
+        an unknown tag."""
+        assert upload(client, admin, project["id"], image_bytes(seed=1), "cat").status_code == 201
+        r = upload(client, admin, project["id"], image_bytes(seed=2), "fox")
+        assert r.status_code == 422 and r.json()["error"]["code"] == "unknown_tag"
+        r = client.post(
+            f"/v1/projects/{project['id']}/categories", json={"name": "fox"}, headers=admin
+        )
+        assert r.status_code == 201, r.text
+        r = upload(client, admin, project["id"], image_bytes(seed=2), "fox,cat")
+        assert r.status_code == 201 and r.json()["tags"] == ["cat", "fox"]
+
     def test_failed_insert_leaves_no_blob_and_no_row(self, client, admin, project, settings):
         """A database error after the blob was written: the blob goes, nothing is stored,
         and the client gets a JSON 500 (PostgreSQL's one-statement path; SQLite's unit of

@@ -18,7 +18,14 @@ from app.api.deps import (
     UowDep,
     in_unit_of_work,
 )
-from app.api.lean import LeanAnnotator, LeanKey, blob_response, lean_first, lean_rows
+from app.api.lean import (
+    LeanAnnotator,
+    LeanKey,
+    blob_response,
+    lean_first,
+    lean_project,
+    lean_rows,
+)
 from app.errors import ApiError, ValidationFailed, error_body
 from app.pg_reads import PgReader
 from app.schemas.common import Page
@@ -93,9 +100,7 @@ async def _lean_upload(
     upload: svc.Upload,
     settings: Settings,
 ) -> tuple[ImageOut, bool]:
-    project = project_ref_of(
-        await lean_rows(request, PROJECT_REF, {"project_id": project_id}), project_id, who
-    )
+    project = await lean_project(request, project_id, who, upload.tags)
     blobs = request.app.state.blobs
 
     def check_and_store() -> tuple[svc.CheckedUpload, str, bool]:
