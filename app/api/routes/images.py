@@ -113,8 +113,11 @@ async def _lean_upload(
     values["category_ids"] = [c.id for c in checked.categories]
     try:
         row = await writer.first(svc.insert_image_with_tags(), values)
-    except BaseException as e:
-        if created:  # nothing references the blob this request wrote, unless a twin did
+    except psycopg.Error as e:
+        # The statement failed, so no row holds the key: drop the blob this request wrote,
+        # unless a twin upload's row uses it. (A cancelled request keeps its blob: its
+        # statement may still commit; an orphan blob costs only space.)
+        if created:
             await in_unit_of_work(request, lambda uow: uow.release_blobs_after_commit([key]))
         if isinstance(e, psycopg.errors.ForeignKeyViolation):  # project deleted meanwhile
             raise project_not_found(project_id) from e
