@@ -209,12 +209,19 @@ def test_every_network_input_is_checked_and_hides_tag_only_masks(
 
     monkeypatch.setattr(quality, "check_no_hidden_masks", check)
     monkeypatch.setattr(quality, "run_pipeline", run)
-    out = run_quick(folder, "--settings", "semi")
-    # full, semi and the two budget arms
-    assert len(checked) == 4
+    out = run_quick(folder, "--settings", "semi", "--budget-repeats", "2")
+    # full, semi and two pairs of budget arms
+    assert len(checked) == 6
     assert set(out["settings"]) == {"full", "semi"}
     budget = out["settings"]["semi"]["budget"]
     assert len(budget["suggested"]["images"]) == len(budget["random"]["images"]) == 2
+    pairs = budget["pairs"]
+    assert [p["seed"] for p in pairs] == [0, 1] and budget["repeats"] == 2
+    # same suggested picks in both pairs; each pair draws its own random ones
+    assert pairs[0]["suggested"]["images"] == pairs[1]["suggested"]["images"]
+    diffs = [p["suggested"]["val_miou"] - p["random"]["val_miou"] for p in pairs]
+    assert budget["suggested_minus_random_per_pair"] == pytest.approx(diffs, abs=1e-4)
+    assert budget["suggested_minus_random"] == pytest.approx(sum(diffs) / 2, abs=1e-4)
 
 
 def test_cli_quick_profile_end_to_end(folder: Path, tmp_path: Path) -> None:
