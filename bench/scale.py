@@ -37,7 +37,7 @@ from app.services.projects import get_project_or_raise
 from app.services.review import review_queue
 from app.services.scope import SYSTEM
 from app.tables import Category, Image, Mask, Project, image_tags, utcnow
-from bench.common import ADMIN_URL, fresh_database, markdown_table, write_json
+from bench.common import ADMIN_URL, drop_database, fresh_database, markdown_table, write_json
 
 N_CATEGORIES = 20
 BIG_TABLES = ("images", "image_tags", "masks")
@@ -204,6 +204,9 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=100, help="page size")
     ap.add_argument("--json", default=None)
     ap.add_argument("--plans", action="store_true", help="print every EXPLAIN plan")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the filled database (reuse it with --url)"
+    )
     args = ap.parse_args()
 
     url = args.url
@@ -289,6 +292,11 @@ def main() -> int:
             "results": out,
         },
     )
+    if args.url is None:
+        if args.keep:
+            print(f"kept: --url {url}", file=sys.stderr)
+        else:
+            drop_database(url, args.admin_url)
     return 1 if any(r["seq_scan_on_big_table"] or r["db_ms"] >= 20 for r in out) else 0
 
 
