@@ -75,8 +75,13 @@ class ImageFilter:
         )
 
 
-def _has_mask(source: str) -> Any:
-    return exists().where((Mask.image_id == Image.id) & (Mask.source == source))
+def _has_mask(source: str, image_id: Any = Image.id, by_state: bool = False) -> Any:
+    """EXISTS a mask of `source` on the image `image_id` (a column), in the `review_state`
+    parameter's state when `by_state`."""
+    cond = (Mask.image_id == image_id) & (Mask.source == source)
+    if by_state:
+        cond = cond & (Mask.review_state == bindparam("review_state"))
+    return exists().where(cond)
 
 
 def _mask_driver(source: str, by_state: bool) -> Any:
@@ -110,15 +115,11 @@ def _with_tags_and_flags(page: Any) -> Select:
         .where(image_tags.c.image_id == page.c.id)
         .scalar_subquery()
     )
-
-    def has(source: str) -> Any:
-        return exists().where((Mask.image_id == page.c.id) & (Mask.source == source))
-
     return select(
         page,
         tags.label("tags"),
-        has("human").label("has_human_mask"),
-        has("pseudo").label("has_pseudo_mask"),
+        _has_mask("human", page.c.id).label("has_human_mask"),
+        _has_mask("pseudo", page.c.id).label("has_pseudo_mask"),
     ).order_by(page.c.id)
 
 
@@ -174,10 +175,7 @@ def page_stmt(shape: tuple[bool, bool | None, bool | None, bool], views: bool | 
             order = drv.c.image_id
             driven = True
         elif wanted:
-            cond = (Mask.image_id == Image.id) & (Mask.source == source)
-            if state:
-                cond = cond & (Mask.review_state == bindparam("review_state"))
-            stmt = stmt.where(exists().where(cond))
+            stmt = stmt.where(_has_mask(source, by_state=state))
         else:
             stmt = stmt.where(~_has_mask(source))
     stmt = stmt.order_by(order).limit(bindparam("n"))
