@@ -239,9 +239,7 @@ async def list_images(
     params = pages.page_params(project_id, flt, limit=limit, cursor=cursor)
     if not request.app.state.settings.is_sqlite:
         return await _rendered_page(request, flt, params, who)
-    project = project_ref_of(
-        await lean_rows(request, PROJECT_REF, {"project_id": project_id}), project_id, who
-    )
+    project = await lean_project(request, project_id, who, [tag] if tag is not None else [])
     if tag is not None:
         resolve_tags(project, [tag])  # type: ignore[arg-type]  # unknown → unknown_tag
     rows = await lean_rows(request, pages.page_stmt(flt.shape(), False), params)
@@ -264,9 +262,7 @@ async def _rendered_page(
     if row is None:
         raise project_not_found(project_id)
     if flt.tag is not None and row.tag_category is None:
-        project = project_ref_of(
-            await lean_rows(request, PROJECT_REF, {"project_id": project_id}), project_id, who
-        )
+        project = await lean_project(request, project_id, who, [flt.tag])
         resolve_tags(project, [flt.tag])  # type: ignore[arg-type]  # raises unknown_tag
     cursor = pages.encode_cursor(row.last_id) if row.more else None
     body = b"".join(
