@@ -81,6 +81,7 @@ class CheckedUpload:
 
     upload: Upload
     sha: str
+    filename: str  # clean_filename of the upload's
     categories: list[Any]  # Category or CategoryRef, in class order
     info: ImageInfo
     mask_png: bytes | None = None
@@ -93,7 +94,7 @@ class CheckedUpload:
             "width": self.info.width,
             "height": self.info.height,
             "blob_key": blob_key,
-            "filename": clean_filename(self.upload.filename),
+            "filename": self.filename,
             "content_type": self.info.content_type,
             "size_bytes": len(self.upload.data),
             "created_at": now,
@@ -108,7 +109,7 @@ class CheckedUpload:
             sha256=self.sha,
             width=self.info.width,
             height=self.info.height,
-            filename=clean_filename(self.upload.filename),
+            filename=self.filename,
             tags=[c.name for c in self.categories],  # resolve_tags sorts by class index
             has_human_mask=self.mask_png is not None,
             has_pseudo_mask=False,
@@ -126,7 +127,9 @@ def check_upload(
     """Every check of an upload (tags, the image, the mask against it), nothing written."""
     categories = resolve_tags(project, upload.tags)  # type: ignore[arg-type]
     info = probe_image(upload.data, max_pixels)
-    checked = CheckedUpload(upload, sha or content_sha(upload), categories, info)
+    checked = CheckedUpload(
+        upload, sha or content_sha(upload), clean_filename(upload.filename), categories, info
+    )
     if upload.mask is not None:
         arr = decode_mask(
             upload.mask,
