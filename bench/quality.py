@@ -94,7 +94,7 @@ PROFILES: dict[str, Profile] = {
         max_images=240,
         note="smoke run: 240 images at 32 px, 1-2 epochs per stage",
     ),
-    # The whole table within 60 minutes on a 2-core CPU (about 35 minutes of compute
+    # The whole table within 60 minutes on a 2-core CPU (about 45 minutes of compute
     # when the machine is quiet; see CPU_PROFILE_ESTIMATE_S below for the arithmetic).
     "cpu": Profile(
         config=dict(
