@@ -193,28 +193,8 @@ def timed(fn: Callable[[], Any], repeat: int = 7) -> float:
     return statistics.median(times)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--images", type=int, default=1_000_000)
-    ap.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL to create the database in")
-    ap.add_argument("--url", default=None, help="reuse an already filled database")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--limit", type=int, default=100, help="page size")
-    ap.add_argument("--json", default=None)
-    ap.add_argument("--plans", action="store_true", help="print every EXPLAIN plan")
-    ap.add_argument(
-        "--keep", action="store_true", help="keep the filled database (reuse it with --url)"
-    )
-    args = ap.parse_args()
-
-    url = args.url
-    t0 = time.perf_counter()
-    if url is None:
-        url = fresh_database(args.admin_url, prefix="tag2mask_scale")
-        fill(url, args.images, args.seed)
-    fill_s = time.perf_counter() - t0
+def report(url: str, args: argparse.Namespace, fill_s: float) -> int:
+    """Time and explain every case on the filled database; 1 when a case breaks a target."""
     engine = make_engine(url, pool_size=2)
     factory = make_sessionmaker(engine)
     with factory() as s:
@@ -292,12 +272,38 @@ def main() -> int:
             "results": out,
         },
     )
-    if args.url is None:
-        if args.keep:
-            print(f"kept: --url {url}", file=sys.stderr)
-        else:
-            drop_database(url, args.admin_url)
     return 1 if any(r["seq_scan_on_big_table"] or r["db_ms"] >= 20 for r in out) else 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--images", type=int, default=1_000_000)
+    ap.add_argument("--admin-url", default=ADMIN_URL, help="PostgreSQL to create the database in")
+    ap.add_argument("--url", default=None, help="reuse an already filled database")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--limit", type=int, default=100, help="page size")
+    ap.add_argument("--json", default=None)
+    ap.add_argument("--plans", action="store_true", help="print every EXPLAIN plan")
+    ap.add_argument(
+        "--keep", action="store_true", help="keep the filled database (reuse it with --url)"
+    )
+    args = ap.parse_args()
+
+    url, created = args.url, args.url is None
+    t0 = time.perf_counter()
+    if created:
+        url = fresh_database(args.admin_url, prefix="tag2mask_scale")
+    try:
+        if created:
+            fill(url, args.images, args.seed)
+        return report(url, args, time.perf_counter() - t0)
+    finally:
+        if created and args.keep:
+            print(f"kept: --url {url}", file=sys.stderr)
+        elif created:  # also when the fill or a query failed
+            drop_database(url, args.admin_url)
 
 
 if __name__ == "__main__":
