@@ -192,12 +192,14 @@ def test_every_network_input_is_checked_and_hides_tag_only_masks(
     """Run the benchmark in-process with a spy on run_pipeline: every LabelingData a network
     gets went through the check and holds no mask for an image tag-only in its setting."""
     checked: list[int] = []
+    kept: list[object] = []  # alive, so no later object takes a checked one's id
     given: list[tuple[str, list]] = []
     real_check, real_run = quality.check_no_hidden_masks, quality.run_pipeline
 
     def check(ds_, setting, data, positions=None):
         real_check(ds_, setting, data, positions)
         checked.append(id(data))
+        kept.append(data)
         chosen = list(range(len(setting.train)) if positions is None else positions)
         given.append((setting.name, [setting.visible[p] is None for p in chosen]))
 
