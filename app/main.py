@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import anyio
 import anyio.to_thread
@@ -12,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
+from app.api.list_cache import ListPageCache, VersionReads, read_list_version
 from app.api.routes import exports, health, images, jobs, masks, projects, review, webhooks
 from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
@@ -77,6 +79,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         PrincipalCache(settings.auth_cache_ttl_s) if settings.auth_cache_ttl_s > 0 else None
     )
     app.state.registry = registry = CollectorRegistry()
+    # Rendered list pages (PostgreSQL only: the triggers that version them are its own).
+    app.state.list_pages = (
+        ListPageCache(settings.list_cache_mb << 20, registry)
+        if postgres and settings.list_cache_mb > 0
+        else None
+    )
+    app.state.list_versions = VersionReads(partial(read_list_version, app.state.pg_reader))
     app.state.worker_ctx = WorkerContext.from_settings(settings)
     app.state.runner = make_runner(settings, app.state.worker_ctx)
 

@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     blob_cache_mb: int = Field(
         default=64, ge=0, description="MiB per API process of small blobs kept in memory"
     )
+    list_cache_mb: int = Field(
+        default=16,
+        ge=0,
+        description="MiB per API process of rendered list pages, served while their project "
+        "is unchanged (PostgreSQL); 0: off",
+    )
     api_threads: int = Field(default=8, ge=1, description="threads per API process for sync routes")
     auth_cache_ttl_s: float = Field(
         default=10.0, ge=0, description="seconds a checked key is trusted without a query; 0: off"

@@ -156,6 +156,20 @@ def seed(base: str, key: str, settings: Settings, n_images: int) -> tuple[int, l
     return pid, ids
 
 
+def page_queries(base: str, key: str, project_id: int) -> list[str]:
+    """What the list clients ask for, in turn: the first two pages (the second by its
+    cursor), a tag filter and a mask filter, 50 images each."""
+    first = httpx.get(
+        f"{base}/v1/projects/{project_id}/images?limit=50",
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    ).json()
+    queries = ["limit=50", "limit=50&tag=dog", "limit=50&has_pseudo_mask=true"]
+    if first["next_cursor"]:
+        queries.insert(1, f"limit=50&cursor={first['next_cursor']}")
+    return queries
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -167,6 +181,12 @@ def main() -> int:
     ap.add_argument("--images", type=int, default=200, help="images in the seeded project")
     ap.add_argument("--admin-url", default="postgresql+psycopg://postgres@127.0.0.1:5432/test")
     ap.add_argument("--json", default=None)
+    ap.add_argument(
+        "--list-cache-mb",
+        type=int,
+        default=None,
+        help="TAG2MASK_LIST_CACHE_MB for the servers (0: every list page is rendered anew)",
+    )
     ap.add_argument(
         "--shared-socket",
         action="store_true",
@@ -196,6 +216,8 @@ def main() -> int:
         "TAG2MASK_DATA_DIR": str(data_dir),
         "TAG2MASK_JOB_RUNNER": "celery",
     }
+    if args.list_cache_mb is not None:
+        env["TAG2MASK_LIST_CACHE_MB"] = str(args.list_cache_mb)
     uvicorn_args = [
         "--loop",
         "uvloop",
@@ -220,6 +242,7 @@ def main() -> int:
         servers = spawn_workers("127.0.0.1", port, args.workers, uvicorn_args, env=env, cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     rows, results = [], []
+    list_queries: list[str] = []
     try:
         for _ in range(100):
             try:
@@ -228,6 +251,7 @@ def main() -> int:
             except httpx.HTTPError:
                 time.sleep(0.2)
         pid, ids = seed(base, key, settings, args.images)
+        list_queries = page_queries(base, key, pid)
         for route in args.routes:
             for n in args.clients:
                 spec = {
@@ -236,6 +260,7 @@ def main() -> int:
                     "seconds": args.seconds,
                     "image_ids": ids,
                     "project_id": pid,
+                    "list_queries": list_queries,
                     "seed": n,
                 }
                 spies = []
@@ -329,7 +354,9 @@ def main() -> int:
         f"{'one shared socket' if args.shared_socket else 'a SO_REUSEPORT socket each'}, "
         "--loop uvloop --http httptools) on PostgreSQL, "
         f"{args.seconds:.0f} s per cell, "
-        f"{args.images} images of 320x240 with pseudo-masks\n"
+        f"{args.images} images of 320x240 with pseudo-masks; list pages: "
+        f"{', '.join(list_queries)} in turn; list page cache: "
+        f"{'default' if args.list_cache_mb is None else f'{args.list_cache_mb} MiB'}\n"
     )
     print(
         markdown_table(
@@ -359,6 +386,8 @@ def main() -> int:
             "sockets": "shared" if args.shared_socket else "SO_REUSEPORT per worker",
             "client": "bench/load_client.py: raw asyncio keep-alive HTTP/1.1, one process",
             "seconds": args.seconds,
+            "list_queries": list_queries,
+            "list_cache_mb": args.list_cache_mb,
             "targets_p99_ms_at_64": TARGET_P99_MS,
             "results": results,
         },

@@ -101,6 +101,7 @@ async def run(url: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
     route, clients, seconds = spec["route"], spec["clients"], spec["seconds"]
     image_ids: list[int] = spec["image_ids"]
     pid = spec["project_id"]
+    list_queries: list[str] = spec.get("list_queries") or ["limit=50"]
     split = urlsplit(url)
     host, port = split.hostname or "127.0.0.1", split.port or 80
     netloc = split.netloc
@@ -118,7 +119,8 @@ async def run(url: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
         if route == "mask_rle":
             return request_bytes("GET", f"/v1/images/{iid}/mask?format=rle", netloc, key)
         if route == "list":
-            return request_bytes("GET", f"/v1/projects/{pid}/images?limit=50", netloc, key)
+            query = list_queries[i % len(list_queries)]
+            return request_bytes("GET", f"/v1/projects/{pid}/images?{query}", netloc, key)
         if route == "upload":
             # Every upload is new bytes (a unique JPEG comment): no dedup shortcut.
             data = unique_jpeg(base_jpeg, f"load-{spec.get('seed', 0)}-{i}")

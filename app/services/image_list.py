@@ -15,6 +15,7 @@ from functools import cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Integer,
     Select,
@@ -38,7 +39,7 @@ from app.errors import ValidationFailed
 from app.services.images import IMAGE_VIEW_COLUMNS
 from app.services.projects import ProjectRef
 from app.services.tags import resolve_tags
-from app.tables import Category, Image, Mask, Project, image_tags
+from app.tables import Category, Image, ListVersion, Mask, Project, image_tags
 
 
 def encode_cursor(last_id: int) -> str:
@@ -230,13 +231,33 @@ def _iso_utc(ts: Any) -> ColumnElement[str]:
     return func.to_char(utc, literal('YYYY-MM-DD"T"HH24:MI:SS')).concat(fraction).concat("Z")
 
 
+def _list_version() -> ColumnElement[str]:
+    """The project's list version, as text: its creation time (µs) and the sum of its
+    change counters (app/tables/list_version.py). Equal versions, equal pages; the creation
+    time tells a project from an earlier one that had the same id."""
+    total = (
+        select(func.coalesce(func.sum(ListVersion.version), 0))
+        .where(ListVersion.project_id == Project.id)
+        .scalar_subquery()
+    )
+    created = cast(func.extract("epoch", Project.created_at) * 1000000, BigInteger)
+    return func.concat(created, literal("."), total)
+
+
+LIST_VERSION = select(_list_version().label("list_version")).where(
+    Project.id == bindparam("project_id")
+)
+"""PostgreSQL: the project's list version; no row if there is no such project."""
+
+
 @cache
 def page_json_stmt(shape: tuple[bool, bool | None, bool | None, bool]) -> Select:
     """PostgreSQL: one row per existing project, none otherwise, with
 
     - `page_json`: the page (`limit` rows of page_stmt) as the JSON array of ImageOut, as text;
     - `last_id`, `more`: the page's last id and whether a next page exists;
-    - `tag_category`: the id of the category named by `tag` (NULL: unknown tag).
+    - `tag_category`: the id of the category named by `tag` (NULL: unknown tag);
+    - `list_version`: the project's list version in the same snapshot as the page.
     """
     rows = page_stmt(shape, True).subquery("page_rows")
     numbered = select(rows, func.row_number().over(order_by=rows.c.id).label("rn")).subquery(
@@ -269,6 +290,7 @@ def page_json_stmt(shape: tuple[bool, bool | None, bool | None, bool]) -> Select
             page.c.page_json,
             page.c.last_id,
             page.c.more,
+            _list_version().label("list_version"),
         )
         .select_from(Project)
         .join(page, true())

@@ -18,6 +18,7 @@ from app.api.deps import (
     UowDep,
     in_unit_of_work,
 )
+from app.api.http_cache import CACHE_CONTROL, not_modified
 from app.api.lean import (
     LeanAnnotator,
     LeanKey,
@@ -26,6 +27,7 @@ from app.api.lean import (
     lean_project,
     lean_rows,
 )
+from app.api.list_cache import ListPageCache, page_etag
 from app.errors import ApiError, ValidationFailed, error_body
 from app.pg_reads import PgReader
 from app.schemas.common import Page
@@ -256,8 +258,28 @@ async def list_images(
 async def _rendered_page(
     request: Request, flt: pages.ImageFilter, params: dict[str, Any], who: Principal
 ) -> Response:
-    """The page as PostgreSQL rendered it; the cursor and the envelope are added here."""
+    """The page as PostgreSQL rendered it; the cursor and the envelope are added here.
+
+    A page this process rendered before is served again when the project's list version
+    is unchanged (app/api/list_cache.py): an index lookup, shared by the requests waiting
+    at the same time, instead of the page's query.
+    The version is also the page's ETag, so If-None-Match can answer 304 without a body.
+    """
     project_id = params["project_id"]
+    cache: ListPageCache | None = request.app.state.list_pages
+    key = (flt, project_id, params["after"], params["limit"])
+    held = cache.get(key) if cache is not None else None
+    if held is not None or "if-none-match" in request.headers:
+        version = await request.app.state.list_versions.version(project_id)
+        if version is None:
+            raise project_not_found(project_id)
+        etag = page_etag(key, version)
+        unchanged = not_modified(request, etag)
+        if unchanged is not None:
+            return unchanged
+        if held is not None and held[0] == version:
+            cache.count("hit")  # type: ignore[union-attr]
+            return _page_response(held[1], etag)
     row = await lean_first(request, pages.page_json_stmt(flt.shape()), params)
     if row is None:
         raise project_not_found(project_id)
@@ -274,7 +296,16 @@ async def _rendered_page(
             b"}",
         )
     )
-    return Response(body, media_type="application/json")
+    if cache is not None:
+        cache.count("miss" if held is None else "stale")
+        cache.store(key, row.list_version, body)
+    return _page_response(body, page_etag(key, row.list_version))
+
+
+def _page_response(body: bytes, etag: str) -> Response:
+    return Response(
+        body, media_type="application/json", headers={"ETag": etag, "Cache-Control": CACHE_CONTROL}
+    )
 
 
 @router.get("/v1/images/{image_id}", response_model=ImageOut)
