@@ -58,6 +58,7 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
         "ran_at": datetime.now(UTC).isoformat(),
         **payload,
     }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2, default=str))
 
 
