@@ -95,6 +95,12 @@ class PipelineConfig:
         doc="P-Net's labels for categories without human masks: L-Net's transferred masks, "
         "the CAM baseline's, or only pixels where the two agree",
     )
+    partial_masks: str = _knob(
+        "complete",
+        choices=("complete", "as_is"),
+        doc="human masks that leave some of their image's tags unpainted: label the "
+        "unpainted pixels over those tags with L-Net (complete) or ignore them (as_is)",
+    )
     lambda_pl: float = _knob(1.0, 0.0, 100.0, doc="pseudo-mask CE weight")
     lambda_adv: float = _knob(0.01, 0.0, 100.0, doc="adversarial loss weight")
     lambda_tag: float = _knob(0.3, 0.0, 100.0, doc="segmenter tag loss weight")

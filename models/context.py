@@ -13,6 +13,7 @@ from models.config import PipelineConfig
 from models.data import LabelingData, holdout_split
 from models.errors import NotEnoughData
 from models.metrics import evaluate
+from models.partial_masks import PartialMasks, complete_masks, partial_images
 from models.regions import padded_superpixels
 from models.transforms import (
     denormalise,
@@ -31,6 +32,9 @@ class PipelineContext:
     ``targets`` are the images the stages label: those without a human mask plus the
     held-out masked images (whose masks only score quality); stage label maps are
     (len(targets), S, S) uint8 in that order. ``train_masked`` images train with their masks.
+    ``partial`` are the train_masked masks that leave some of their image's tags unpainted;
+    once L-Net has labelled their unpainted pixels over those tags, :meth:`use_completed`
+    gives the segmenters the completed masks (models/partial_masks.py).
     """
 
     data: LabelingData
@@ -48,6 +52,8 @@ class PipelineContext:
     train_masked: list[int]
     targets: list[int]
     segments: np.ndarray  # (len(targets), S, S) superpixels of the targets
+    partial: PartialMasks
+    segmenter_masks: Tensor  # masks, with the partial ones completed once use_completed ran
 
     @classmethod
     def build(
@@ -76,6 +82,15 @@ class PipelineContext:
         segments = padded_superpixels(
             target_pixels, [shapes[i] for i in targets], cfg.slic_segments, cfg.slic_compactness
         )
+        has_background = (
+            data.has_background if cfg.background == "auto" else cfg.background == "present"
+        )
+        partial = partial_images(
+            data.masks,
+            data.tags,
+            train_masked if cfg.partial_masks == "complete" else [],
+            has_background,
+        )
         return cls(
             data=data,
             cfg=cfg,
@@ -85,15 +100,15 @@ class PipelineContext:
             tags=multi_hot(data.tags, data.num_classes),
             valid=valid_mask(shapes, size),
             shapes=shapes,
-            has_background=(
-                data.has_background if cfg.background == "auto" else cfg.background == "present"
-            ),
+            has_background=has_background,
             strong=data.strong_classes(cfg.min_masks_per_class),
             weak=data.weak_classes(cfg.min_masks_per_class),
             holdout=sorted(held),
             train_masked=train_masked,
             targets=targets,
             segments=segments,
+            partial=partial,
+            segmenter_masks=masks,
         )
 
     @property
@@ -150,7 +165,7 @@ class PipelineContext:
             pseudo[rejected] = 255
             weight[rejected] = 0.0
         masked = self.train_masked * self.human_repeats(len(self.targets))
-        return self._segmenter_rows(masked, self.targets, pseudo, weight)
+        return self._segmenter_rows(self.segmenter_masks, masked, self.targets, pseudo, weight)
 
     def supervised_tensors(self) -> dict[str, Tensor]:
         """The human-masked training images alone, repeated to about as many samples as
@@ -159,16 +174,35 @@ class PipelineContext:
         n = len(self.train_masked)
         repeats = max(1, round((n + len(self.targets)) / max(n, 1)))
         none = torch.zeros(0, self.cfg.image_size, self.cfg.image_size)
-        return self._segmenter_rows(self.train_masked * repeats, [], none, none)
+        return self._segmenter_rows(self.masks, self.train_masked * repeats, [], none, none)
+
+    def use_completed(self, completion: Tensor) -> None:
+        """Train the segmenters on the partial masks with their unpainted pixels labelled.
+
+        Args:
+            completion: (len(partial), S, S) uint8 labels over each image's left-out tags
+                (255 = leave unpainted), e.g. L-Net's, in ``partial`` order.
+        """
+        rows = self.partial.indices
+        if not rows:
+            return
+        masks = self.masks.clone()
+        masks[rows] = complete_masks(self.masks[rows], completion, self.valid[rows])
+        self.segmenter_masks = masks
 
     def _segmenter_rows(
-        self, masked: list[int], targets: list[int], pseudo: Tensor, weight: Tensor
+        self,
+        masks: Tensor,
+        masked: list[int],
+        targets: list[int],
+        pseudo: Tensor,
+        weight: Tensor,
     ) -> dict[str, Tensor]:
         order, size = masked + targets, self.cfg.image_size
         none = torch.full((len(masked), size, size), 255, dtype=torch.uint8)
         return {
             "image": self.images[order],
-            "mask": self.masks[order],
+            "mask": masks[order],
             "tags": self.tags[order],
             "valid": self.valid[order],
             "has_mask": torch.arange(len(order)) < len(masked),

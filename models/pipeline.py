@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from models.budget import BudgetItem, rank_for_annotation
 from models.config import PipelineConfig
@@ -24,6 +25,7 @@ from models.data import LabelingData
 from models.errors import StopRequested
 from models.inference import Prediction, label_images, predict, predict_transfer
 from models.label_transfer import transfer_labels
+from models.lnet import LNet
 from models.loader import Batches
 from models.networks import build_lnet, cpu_state
 from models.pseudo import allowed_classes, fuse_labels
@@ -135,13 +137,47 @@ def _lnet_stage(
     )
     if not ctx.train_masked:  # the decoder never saw a mask: CAMs are all there is
         coarse = cam.clone()
+    state: dict[str, Any] = {"lnet": cpu_state(lnet), "cam": cam, "coarse": coarse}
+    if ctx.partial:
+        state["completion"] = _complete_partial(ctx, lnet)
     seconds = round(time.perf_counter() - started, 2)
-    return {
-        "lnet": cpu_state(lnet),
-        "cam": cam,
-        "coarse": coarse,
-        "metrics": {"cam": ctx.evaluate(cam), "lnet": {**ctx.evaluate(coarse), "seconds": seconds}},
+    state["metrics"] = {
+        "cam": ctx.evaluate(cam),
+        "lnet": {**ctx.evaluate(coarse), "seconds": seconds, "completed_masks": len(ctx.partial)},
     }
+    return state
+
+
+def _complete_partial(ctx: PipelineContext, lnet: LNet) -> Tensor:
+    """L-Net's labels of the partial masks' images over each one's candidates: the tags
+    its mask left out, and background where that is still open (models/partial_masks.py)."""
+    cfg, partial, size = ctx.cfg, ctx.partial, ctx.cfg.image_size
+    out = torch.full((len(partial), size, size), 255, dtype=torch.uint8)
+    for background in (False, True):
+        rows = [r for r, b in enumerate(partial.background) if b == background]
+        if not rows:
+            continue
+        indices = [partial.indices[r] for r in rows]
+        cam, coarse = transfer_labels(
+            lnet,
+            ctx.images[indices],
+            [partial.tags[r] for r in rows],
+            cfg,
+            has_background=background,
+            device=ctx.device,
+            valid=ctx.valid[indices],
+        )
+        out[rows] = _weak_labels(cfg, cam, coarse)
+    return out
+
+
+def _weak_labels(cfg: PipelineConfig, cam: Tensor, coarse: Tensor) -> Tensor:
+    """The label maps ``cfg.weak_labels`` names for categories without human masks."""
+    if cfg.weak_labels == "cam":
+        return cam
+    if cfg.weak_labels == "agree":
+        return torch.where(coarse == cam, coarse, torch.full_like(coarse, 255))
+    return coarse
 
 
 def _lnet_encoder(cfg: PipelineConfig, lnet: dict[str, Any]) -> dict[str, Any] | None:
@@ -217,10 +253,8 @@ def _pnet_stage(
     the supervised stage's labels (whose nets P-Net then continues) when there is one."""
     cfg = ctx.cfg
     coarse = lnet["coarse"]
-    if supervised is not None and cfg.weak_labels == "cam":
-        coarse = lnet["cam"]
-    elif supervised is not None and cfg.weak_labels == "agree":
-        coarse = torch.where(coarse == lnet["cam"], coarse, torch.full_like(coarse, 255))
+    if supervised is not None:
+        coarse = _weak_labels(cfg, lnet["cam"], coarse)
     if supervised is None:
         nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
     weight = (coarse != 255).float()
@@ -335,6 +369,9 @@ def run_pipeline(
     ctx = PipelineContext.build(data, cfg, resolve_device(cfg.device), holdout)
     stages = _Stages(ctx, on_progress, should_stop, load_stage, save_stage)
     lnet = stages.run("lnet", lambda p: _lnet_stage(ctx, p, should_stop))
+    completion = lnet.get("completion")  # None from a stage saved without it
+    if completion is not None and len(completion) == len(ctx.partial):
+        ctx.use_completed(completion)
     supervised = None
     if ctx.train_masked and cfg.epochs_supervised > 0:
         supervised = stages.run(

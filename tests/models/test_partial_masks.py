@@ -1,0 +1,121 @@
+"""Partial human masks: which count, how they are filled, and that L-Net fills them well."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from models import LabelingData, PipelineConfig, run_pipeline
+from models.context import PipelineContext
+from models.errors import StopRequested
+from models.label_transfer import transfer_labels
+from models.networks import build_lnet
+from models.partial_masks import complete_masks, partial_images, unpainted_tags
+from models.transforms import prepare_masks
+from tests.synthetic import make_shapes_dataset, split_strong_weak
+
+STRONG = [1, 2]
+
+
+def test_a_mask_is_partial_when_a_tag_is_unpainted_and_pixels_are_left() -> None:
+    painted = np.array([[1, 1], [255, 0]], dtype=np.uint8)
+    full = np.array([[1, 1], [2, 0]], dtype=np.uint8)
+    no_gap = np.array([[1, 1], [0, 0]], dtype=np.uint8)
+    masks = [painted, full, no_gap, None]
+    tags = [frozenset({1, 2}), frozenset({1, 2}), frozenset({1, 2}), frozenset({2})]
+    assert unpainted_tags(painted, tags[0]) == {2}
+    partial = partial_images(masks, tags, [0, 1, 2, 3], has_background=True)
+    # full paints every tag; no_gap leaves a tag out but no pixel for it; 3 has no mask
+    assert partial.indices == [0]
+    assert partial.tags == [frozenset({2})]
+    assert partial.background == [False]  # the mask paints background: all of it
+    assert len(partial_images(masks, tags, [1, 2], has_background=True)) == 0
+
+
+def test_background_stays_a_candidate_only_where_no_pixel_paints_it() -> None:
+    mask = np.array([[1, 255]], dtype=np.uint8)
+    tags = [frozenset({1, 2})]
+    assert partial_images([mask], tags, [0], has_background=True).background == [True]
+    assert partial_images([mask], tags, [0], has_background=False).background == [False]
+
+
+def test_completion_fills_only_unpainted_pixels_inside_the_image() -> None:
+    masks = torch.tensor([[[1, 255, 255], [0, 255, 255]]], dtype=torch.uint8)
+    labels = torch.tensor([[[3, 3, 255], [3, 3, 3]]], dtype=torch.uint8)
+    valid = torch.tensor([[[True, True, True], [True, True, False]]])
+    out = complete_masks(masks, labels, valid)
+    # painted pixels keep their class, 255 labels and padding stay unpainted
+    assert out.tolist() == [[[1, 3, 255], [0, 3, 255]]]
+
+
+def _transfer_data() -> tuple[LabelingData, list[np.ndarray]]:
+    images, gts, tags = make_shapes_dataset(80, 48, seed=1, max_objects=3)
+    masks = split_strong_weak(gts, tags, STRONG, mask_fraction=0.6)
+    return LabelingData(images, tags, masks, num_classes=4), gts
+
+
+CFG = PipelineConfig(
+    image_size=48, width=16, batch_size=8, epochs_lnet=15, slic_segments=24, device="cpu"
+)
+
+
+def _lnet_state(data: LabelingData, cfg: PipelineConfig) -> dict:
+    """Run the pipeline up to its first stage and return that stage's saved state."""
+    saved: dict[str, dict] = {}
+    with pytest.raises(StopRequested):
+        run_pipeline(
+            data,
+            cfg,
+            save_stage=lambda name, state: saved.__setitem__(name, state),
+            should_stop=lambda: "lnet" in saved,
+        )
+    return saved["lnet"]
+
+
+def test_lnet_completes_unpainted_pixels_better_than_cams_over_all_tags() -> None:
+    """On the unpainted pixels of partial masks, labels over the left-out tags are right
+    far more often than CAM's argmax over all of the image's tags (what a tag-only image
+    gets), and never a painted category."""
+    data, gts = _transfer_data()
+    ctx = PipelineContext.build(data, CFG, torch.device("cpu"))
+    assert len(ctx.partial) >= 10
+    # Some masks leave two objects unpainted, so not every pixel has a single candidate.
+    assert sum(len(t) > 1 for t in ctx.partial.tags) >= 3
+    rows = ctx.partial.indices
+    state = _lnet_state(data, CFG)
+    completion = state["completion"]
+    truth = prepare_masks([gts[i] for i in rows], CFG.image_size)
+    painted = ctx.masks[rows]
+    unpainted = (painted == 255) & ctx.valid[rows] & (truth != 255)
+    completed = complete_masks(painted, completion, ctx.valid[rows])
+    accuracy = float((completed[unpainted] == truth[unpainted]).float().mean())
+
+    # The same L-Net's CAM argmax over every tag of the image, on the same pixels.
+    lnet = build_lnet(4, CFG, torch.device("cpu"), state["lnet"])
+    cam_all, _ = transfer_labels(
+        lnet,
+        ctx.images[rows],
+        [data.tags[i] for i in rows],
+        CFG,
+        has_background=True,
+        device=torch.device("cpu"),
+        valid=ctx.valid[rows],
+    )
+    cam_accuracy = float((cam_all[unpainted] == truth[unpainted]).float().mean())
+    print(
+        f"\nunpainted pixels right: completion {accuracy:.3f}, CAM over all tags {cam_accuracy:.3f}"
+    )
+    assert accuracy >= 0.8
+    assert accuracy >= cam_accuracy + 0.1
+    for row, tags in zip(completion, ctx.partial.tags, strict=True):
+        assert set(row.unique().tolist()) <= set(tags) | {0, 255}
+
+
+def test_as_is_leaves_partial_masks_unpainted() -> None:
+    data, _ = _transfer_data()
+    ctx = PipelineContext.build(
+        data, PipelineConfig(**{**CFG.to_dict(), "partial_masks": "as_is"}), torch.device("cpu")
+    )
+    assert len(ctx.partial) == 0
+    assert ctx.segmenter_masks is ctx.masks
