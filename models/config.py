@@ -95,6 +95,12 @@ class PipelineConfig:
         doc="P-Net's labels for categories without human masks: L-Net's transferred masks, "
         "the CAM baseline's, or only pixels where the two agree",
     )
+    zoom_min: float = _knob(
+        1.0,
+        0.3,
+        1.0,
+        doc="segmenter training: random zoom-in crops down to this share of the side (1: off)",
+    )
     partial_masks: str = _knob(
         "complete",
         choices=("complete", "as_is"),

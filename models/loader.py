@@ -1,4 +1,4 @@
-"""Seeded mini-batches over in-memory tensors, with random horizontal flips."""
+"""Seeded mini-batches over in-memory tensors, with random horizontal flips and zooms."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import math
 from collections.abc import Iterator, Mapping
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -16,12 +17,19 @@ class Batches:
     together with the others for a random half of the samples. Each pass draws a new
     order from one generator, so a run with the same seed sees the same batches.
 
+    With ``zoom_min`` < 1 every sample is also cropped to a random square of
+    ``s`` x its side, s uniform in [zoom_min, 1], and scaled back up: float images (4-D)
+    bilinearly, label-like tensors (3-D: masks, pseudo labels, weights, valid) by nearest
+    neighbour so that labels stay labels. Crops lie inside the frame, so nothing new
+    (no unlabelled border) enters.
+
     Args:
         tensors: name → tensor with the sample count as first dimension.
         batch_size: samples per batch (the last batch may be smaller).
         seed: seeds the order and the flips.
         shuffle: draw a random order each epoch.
         flip: flip a random half of each batch.
+        zoom_min: smallest crop side as a share of the image's (1: no zoom).
     """
 
     def __init__(
@@ -32,6 +40,7 @@ class Batches:
         seed: int = 0,
         shuffle: bool = True,
         flip: bool = True,
+        zoom_min: float = 1.0,
     ) -> None:
         sizes = {len(t) for t in tensors.values()}
         if len(sizes) != 1:
@@ -41,6 +50,9 @@ class Batches:
         self.batch_size = batch_size
         self.shuffle = shuffle
         self.flip = flip
+        if not 0 < zoom_min <= 1:
+            raise ValueError(f"zoom_min must be in (0, 1], got {zoom_min}")
+        self.zoom_min = zoom_min
         self.generator = torch.Generator().manual_seed(seed)
 
     def __len__(self) -> int:
@@ -60,4 +72,26 @@ class Batches:
                 for t in batch.values():
                     if t.ndim >= 3:
                         t[flipped] = t[flipped].flip(-1)
+            if self.zoom_min < 1:
+                batch = self._zoom(batch)
             yield batch
+
+    def _zoom(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
+        n = len(next(iter(batch.values())))
+        scale = self.zoom_min + (1 - self.zoom_min) * torch.rand(n, generator=self.generator)
+        # Centre offset in [-(1 - s), 1 - s] (normalised coordinates) keeps the crop inside.
+        shift = (1 - scale)[:, None] * (2 * torch.rand(n, 2, generator=self.generator) - 1)
+        theta = torch.zeros(n, 2, 3)
+        theta[:, 0, 0] = theta[:, 1, 1] = scale
+        theta[:, :, 2] = shift
+        out = {}
+        for name, t in batch.items():
+            if t.ndim < 3:
+                out[name] = t
+                continue
+            image = t.ndim == 4 and t.is_floating_point()
+            x = t.float() if image else t[:, None].float()
+            grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+            y = F.grid_sample(x, grid, mode="bilinear" if image else "nearest", align_corners=False)
+            out[name] = y if image else y[:, 0].to(t.dtype)
+        return out

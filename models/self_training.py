@@ -159,7 +159,7 @@ def train_segmenters(
         has_background=ctx.has_background,
         cross_thresholds=cross_thresholds,
     )
-    loader = Batches(tensors, ctx.cfg.batch_size, seed=seed)
+    loader = Batches(tensors, ctx.cfg.batch_size, seed=seed, zoom_min=ctx.cfg.zoom_min)
     return fit(
         step,
         loader,
