@@ -105,23 +105,26 @@ async def run(url: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
     split = urlsplit(url)
     host, port = split.hostname or "127.0.0.1", split.port or 80
     netloc = split.netloc
-    base_jpeg = _jpeg(320, spec.get("seed", 0)) if route == "upload" else b""
+    # list_upload: the list clients, plus one more client uploading all the while, so
+    # every upload changes the project's list version and cached pages go stale.
+    uploading = route in ("upload", "list_upload")
+    base_jpeg = _jpeg(320, spec.get("seed", 0)) if uploading else b""
     boundary = "tag2maskloadboundary"
     counter = 0
 
-    def next_request() -> bytes:
+    def next_request(kind: str) -> bytes:
         nonlocal counter
         i = counter
         counter += 1
         iid = image_ids[i % len(image_ids)]
-        if route == "mask_png":
+        if kind == "mask_png":
             return request_bytes("GET", f"/v1/images/{iid}/mask", netloc, key)
-        if route == "mask_rle":
+        if kind == "mask_rle":
             return request_bytes("GET", f"/v1/images/{iid}/mask?format=rle", netloc, key)
-        if route == "list":
+        if kind == "list":
             query = list_queries[i % len(list_queries)]
             return request_bytes("GET", f"/v1/projects/{pid}/images?{query}", netloc, key)
-        if route == "upload":
+        if kind == "upload":
             # Every upload is new bytes (a unique JPEG comment): no dedup shortcut.
             data = unique_jpeg(base_jpeg, f"load-{spec.get('seed', 0)}-{i}")
             body = multipart([("file", f"u{i}.jpg", data), ("tags", None, b"cat,dog")], boundary)
@@ -133,16 +136,17 @@ async def run(url: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
                 body,
                 f"multipart/form-data; boundary={boundary}",
             )
-        raise ValueError(route)
+        raise ValueError(kind)
 
     latencies: list[float] = []
+    background: list[float] = []  # the list_upload uploader's, reported apart
     errors: dict[str, int] = {}
     deadline = 0.0
 
-    async def worker() -> None:
+    async def worker(kind: str, out: list[float]) -> None:
         reader = writer = None
         while time.perf_counter() < deadline:
-            req = next_request()
+            req = next_request(kind)
             t0 = time.perf_counter()
             try:
                 if writer is None:
@@ -155,16 +159,20 @@ async def run(url: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
                 if writer is not None:
                     writer.close()
                 reader = writer = None
-            latencies.append(time.perf_counter() - t0)
+            out.append(time.perf_counter() - t0)
             if not ok:
                 errors[code] = errors.get(code, 0) + 1
         if writer is not None:
             writer.close()
 
+    kind = "list" if route == "list_upload" else route
+    workers = [worker(kind, latencies) for _ in range(clients)]
+    if route == "list_upload":
+        workers.append(worker("upload", background))
     start = time.perf_counter()
     deadline = start + seconds
     cpu0 = time.process_time()
-    await asyncio.gather(*(worker() for _ in range(clients)))
+    await asyncio.gather(*workers)
     elapsed = time.perf_counter() - start
     cpu = time.process_time() - cpu0
     lat = np.array(latencies) * 1000
@@ -180,7 +188,8 @@ async def run(url: str, key: str, spec: dict[str, Any]) -> dict[str, Any]:
         "errors": sum(errors.values()),
         "error_codes": errors,
         # CPU the client itself used per request: what it took from the server's cores.
-        "client_cpu_ms_per_request": 1000 * cpu / max(len(lat), 1),
+        "client_cpu_ms_per_request": 1000 * cpu / max(len(lat) + len(background), 1),
+        "background_uploads_per_s": len(background) / elapsed,
     }
 
 
