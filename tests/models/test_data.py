@@ -93,6 +93,30 @@ def test_batches_are_seeded_and_flip_spatial_tensors_together() -> None:
     assert flipped_any
 
 
+def test_zoom_crops_images_and_label_maps_alike() -> None:
+    """A zoomed image and its label maps show the same crop: on an x-ramp the bilinear
+    image and the nearest-neighbour mask differ by under one step, labels stay labels."""
+    ramp = torch.arange(32, dtype=torch.float32).expand(6, 32, 32)
+    tensors = {
+        "image": ramp[:, None].repeat(1, 3, 1, 1).clone(),
+        "mask": ramp.to(torch.uint8).clone(),
+        "valid": torch.ones(6, 32, 32, dtype=torch.bool),
+        "id": torch.arange(6),
+    }
+    batches = list(Batches(tensors, 6, seed=3, flip=False, zoom_min=0.5))
+    again = list(Batches(tensors, 6, seed=3, flip=False, zoom_min=0.5))
+    (batch,) = batches
+    assert all(torch.equal(batch[k], again[0][k]) for k in batch)
+    assert batch["mask"].dtype == torch.uint8 and batch["valid"].dtype == torch.bool
+    assert (batch["image"][:, 0] - batch["mask"].float()).abs().max() <= 1.0
+    spans = batch["mask"].float().amax((1, 2)) - batch["mask"].float().amin((1, 2))
+    assert (spans < 31).any() and (spans >= 31 * 0.5 - 1).all()  # zoomed, at most 2x
+    assert batch["valid"].all()
+    assert torch.equal(next(iter(Batches(tensors, 6, flip=False)))["mask"], tensors["mask"])
+    with pytest.raises(ValueError, match="zoom_min"):
+        Batches(tensors, 6, zoom_min=0)
+
+
 def test_rejected_pseudo_labels_never_train() -> None:
     """Images in no_pseudo are still targets, but their pseudo pixels are ignored, weight 0."""
     from models.config import PipelineConfig
