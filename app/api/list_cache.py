@@ -10,6 +10,9 @@ and still one round trip, but an index lookup instead of the page's joins and re
 
 Under load, many requests for one project wait for its version at once: they share one
 read (VersionReads), so the lookup costs the database one query per batch, not per request.
+Likewise, requests for a page that has to be rendered (none held, or the project changed)
+share one render per batch (CoalescedReads): while a project keeps changing, 64 clients
+polling four pages cost a few renders at a time, not one each.
 
 The version also makes the page's ETag: a client sending it back in If-None-Match gets a
 304 without the body.
@@ -21,6 +24,8 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from functools import partial
+from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -43,6 +48,16 @@ class ListPageCache:
             ["result"],
             registry=registry,
         )
+        self._renders = Counter(
+            "tag2mask_list_page_renders",
+            "List pages rendered by PostgreSQL (the requests waiting for a page at once "
+            "share one render)",
+            registry=registry,
+        )
+
+    def rendered(self) -> None:
+        """Record one render of a page."""
+        self._renders.inc()
 
     def get(self, key: Hashable) -> tuple[str, bytes] | None:
         """The stored (version, body) of `key`, if any."""
@@ -62,44 +77,49 @@ def page_etag(key: Hashable, version: str) -> str:
     return f'"{version}.{digest}"'
 
 
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+
 @dataclass
-class _Batch:
-    waiters: list[asyncio.Future[str | None]] = field(default_factory=list)
+class _Batch(Generic[V]):
+    read: Callable[[], Awaitable[V]]
+    waiters: list[asyncio.Future[V]] = field(default_factory=list)
     running: bool = False
 
 
-class VersionReads:
-    """Concurrent reads of one project's list version, coalesced.
+class CoalescedReads(Generic[K, V]):
+    """Concurrent reads of one key, coalesced.
 
-    A request joins the batch that waits for the next read; a read is sent only after
-    every request of its batch arrived, so its snapshot is at least as new as each of
-    them (a client that saw its write acknowledged never gets an older version). Requests
-    arriving while a read is out wait for the following one.
+    A request joins the batch that waits for the next read of its key; a read is sent only
+    after every request of its batch arrived, so its snapshot is at least as new as each
+    of them (a client that saw its write acknowledged never gets an older answer).
+    Requests arriving while a read is out wait for the following one. Every read of a key
+    must give the same answer from the same snapshot: any waiter's ``read`` serves all.
     """
 
-    def __init__(self, read: Callable[[int], Awaitable[str | None]]) -> None:
-        self._read = read
-        self._batches: dict[int, _Batch] = {}
+    def __init__(self) -> None:
+        self._batches: dict[K, _Batch[V]] = {}
 
-    async def version(self, project_id: int) -> str | None:
-        """The project's list version, or None if there is no such project."""
-        batch = self._batches.get(project_id)
+    async def get(self, key: K, read: Callable[[], Awaitable[V]]) -> V:
+        """``read()``'s answer, from a read shared with the requests waiting for ``key``."""
+        batch = self._batches.get(key)
         if batch is None:
-            batch = self._batches[project_id] = _Batch()
-        waiter: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
+            batch = self._batches[key] = _Batch(read)
+        waiter: asyncio.Future[V] = asyncio.get_running_loop().create_future()
         batch.waiters.append(waiter)
         if not batch.running:
             batch.running = True
             # The task holds the read: a waiter that is cancelled leaves the others served.
-            asyncio.get_running_loop().create_task(self._serve(project_id, batch))
+            asyncio.get_running_loop().create_task(self._serve(key, batch))
         return await waiter
 
-    async def _serve(self, project_id: int, batch: _Batch) -> None:
+    async def _serve(self, key: K, batch: _Batch[V]) -> None:
         try:
             while batch.waiters:
                 waiting, batch.waiters = batch.waiters, []
                 try:
-                    version = await self._read(project_id)
+                    value = await batch.read()
                 except asyncio.CancelledError:  # shutting down: nobody is left waiting
                     for w in (*waiting, *batch.waiters):
                         w.cancel()
@@ -111,11 +131,23 @@ class VersionReads:
                     continue
                 for w in waiting:
                     if not w.done():
-                        w.set_result(version)
+                        w.set_result(value)
         finally:
             batch.running = False
             if not batch.waiters:
-                self._batches.pop(project_id, None)
+                self._batches.pop(key, None)
+
+
+class VersionReads(CoalescedReads[int, "str | None"]):
+    """Concurrent reads of one project's list version, coalesced (see CoalescedReads)."""
+
+    def __init__(self, read: Callable[[int], Awaitable[str | None]]) -> None:
+        super().__init__()
+        self._read_version = read
+
+    async def version(self, project_id: int) -> str | None:
+        """The project's list version, or None if there is no such project."""
+        return await self.get(project_id, partial(self._read_version, project_id))
 
 
 async def read_list_version(reader: PgReader | None, project_id: int) -> str | None:

@@ -1,10 +1,11 @@
-"""VersionReads: concurrent version reads of a project share one query, never an older one."""
+"""VersionReads and CoalescedReads: concurrent reads of one key share one query, never an
+older one."""
 
 import asyncio
 
 import pytest
 
-from app.api.list_cache import VersionReads
+from app.api.list_cache import CoalescedReads, VersionReads
 
 
 class Versions:
@@ -99,3 +100,32 @@ def test_a_cancelled_waiter_leaves_the_others_served():
         return await stays
 
     assert run(go()) == "v1"
+
+
+def test_coalesced_reads_share_per_key_and_keys_stay_apart():
+    """Renders of list pages: waiters for one key share one read; other keys read alone."""
+
+    async def go():
+        calls: list[str] = []
+        gate = asyncio.Event()
+
+        def render(key: str, who: int):
+            async def read() -> str:
+                calls.append(key)
+                await gate.wait()
+                return f"page {key}"
+
+            return read
+
+        reads: CoalescedReads[str, str] = CoalescedReads()
+        tasks = [
+            asyncio.create_task(reads.get(key, render(key, i)))
+            for i, key in enumerate(["a", "b", "a", "a", "b"])
+        ]
+        await asyncio.sleep(0)
+        gate.set()
+        return calls, await asyncio.gather(*tasks)
+
+    calls, got = run(go())
+    assert sorted(calls) == ["a", "b"]
+    assert got == ["page a", "page b", "page a", "page a", "page b"]

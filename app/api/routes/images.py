@@ -262,7 +262,8 @@ async def _rendered_page(
 
     A page this process rendered before is served again when the project's list version
     is unchanged (app/api/list_cache.py): an index lookup, shared by the requests waiting
-    at the same time, instead of the page's query.
+    at the same time, instead of the page's query; a page that must be rendered is
+    rendered once for the requests waiting for it at the same time.
     The version is also the page's ETag, so If-None-Match can answer 304 without a body.
     """
     project_id = params["project_id"]
@@ -280,7 +281,14 @@ async def _rendered_page(
         if held is not None and held[0] == version:
             cache.count("hit")  # type: ignore[union-attr]
             return _page_response(held[1], etag)
-    row = await lean_first(request, pages.page_json_stmt(flt.shape()), params)
+    stmt = pages.page_json_stmt(flt.shape())
+
+    async def render() -> Any:
+        if cache is not None:
+            cache.rendered()
+        return await lean_first(request, stmt, params)
+
+    row = await request.app.state.page_renders.get(key, render)
     if row is None:
         raise project_not_found(project_id)
     if flt.tag is not None and row.tag_category is None:
