@@ -58,7 +58,9 @@ from bench.quality_data import (
 )
 from models.config import EPOCH_FIELDS, PipelineConfig
 from models.metrics import evaluate
+from models.partial_masks import partial_images
 from models.pipeline import PipelineResult, predict, predict_transfer, run_pipeline
+from models.transforms import labels_to_original, resized_shape
 
 
 @dataclass(frozen=True)
@@ -460,7 +462,54 @@ def stage_rows(ds: Dataset, run: Run, scorer: Scorer, key: str) -> list[dict[str
     if unmasked:  # what the run delivers: predict-stage masks at original size, no 255
         delivered = {label.index: label.mask for label in result.labels}
         final["label_delivered"] = label_quality(ds, setting, delivered, unmasked)
-    return rows
+    return rows + completion_rows(ds, run, key)
+
+
+def completion_rows(ds: Dataset, run: Run, key: str) -> list[dict[str, Any]]:
+    """How well the unpainted pixels of partial masks were completed (models/partial_masks):
+    L-Net's labels over the tags each mask left out, as the run trained on them, against
+    CAM's argmax over all of the image's tags, on the same pixels of the hidden masks."""
+    completion = run.saved.get("lnet", {}).get("completion")
+    if completion is None:
+        return []
+    setting, result, cfg = run.setting, run.result, run.cfg
+    held = set(result.holdout)
+    partial = partial_images(
+        setting.visible,
+        [ds.tags[i] for i in setting.train],
+        [p for p in setting.masked_positions if p not in held],
+        result.has_background,
+    )
+    images = [ds.images[setting.train[p]] for p in partial.indices]
+    completed = [
+        labels_to_original(c, resized_shape(*im.shape[:2], cfg.image_size), im.shape[:2])
+        for c, im in zip(completion, images, strict=True)
+    ]
+    unpainted = [
+        np.where(setting.visible[p] == 255, ds.masks[setting.train[p]], 255).astype(np.uint8)
+        for p in partial.indices
+    ]
+    tags = [ds.tags[setting.train[p]] for p in partial.indices]
+    cam_all, _ = predict_transfer(run.model_state("lnet"), images, tags, cfg)
+    common = dict(
+        val={}, seconds=None, cumulative=None, rolled_back=False, partial_masks=len(partial)
+    )
+    return [
+        make_row(
+            key,
+            "partial masks: unpainted pixels by CAM over all tags",
+            stage="completion_cam_all",
+            label=score(cam_all, unpainted, ds.num_classes, setting.strong, setting.weak),
+            **common,
+        ),
+        make_row(
+            key,
+            "partial masks: unpainted pixels completed (left-out tags)",
+            stage="completion",
+            label=score(completed, unpainted, ds.num_classes, setting.strong, setting.weak),
+            **common,
+        ),
+    ]
 
 
 def budget_rows(
@@ -904,6 +953,10 @@ NOTES = [
     "budget rows (semi): the run's budget ranking's top B tag-only images get their true "
     "masks vs B random tag-only images (same seed); L-Net is restored from the semi run and "
     "the P-Net stage re-run (no rounds); label mIoU on images tag-only in both arms.",
+    "partial masks rows (transfer): the unpainted pixels of the training masks that leave "
+    "some of their image's tags unpainted, scored against the hidden masks: as the run "
+    "completed them (L-Net over the left-out tags) and as CAM's argmax over all the "
+    "image's tags would label them.",
     "wall (s): seconds from the run's start to the end of the row's stage (CAM = L-Net "
     "stage); val predictions are not counted.",
 ]

@@ -267,6 +267,11 @@ def test_cli_quick_profile_end_to_end(folder: Path, tmp_path: Path) -> None:
     for key in ("transfer", "semi"):
         assert (key, "supervised only (human masks)") in rows
     assert ("semi", "L-Net + P-Net, +2 suggested masks") in rows
+    # transfer's partial masks: the completed pixels scored on their hidden truth
+    completion = {r["stage"]: r for r in report["rows"] if r["setting"] == "transfer"}
+    for stage in ("completion", "completion_cam_all"):
+        assert completion[stage]["partial_masks"] > 0
+        assert 0.0 <= completion[stage]["label_miou"] <= 1.0
     assert report["machine"]["cpu"] is not None
 
 
