@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import anyio
@@ -13,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
-from app.api.list_cache import CoalescedReads, ListPageCache
+from app.api.list_cache import CoalescedReads, ListPageCache, VersionReads, read_list_version
 from app.api.routes import exports, health, images, jobs, masks, projects, review, webhooks
 from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
@@ -85,7 +86,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if postgres and settings.list_cache_mb > 0
         else None
     )
-    app.state.page_reads = CoalescedReads[tuple, Any]()  # list pages being read
+    app.state.list_versions = VersionReads(partial(read_list_version, app.state.pg_reader))
+    app.state.page_renders = CoalescedReads[tuple, Any]()  # list pages being rendered
     app.state.worker_ctx = WorkerContext.from_settings(settings)
     app.state.runner = make_runner(settings, app.state.worker_ctx)
 

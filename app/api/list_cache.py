@@ -4,16 +4,15 @@ A labeling frontend polls the same few pages of a project (the first page, a fil
 page being reviewed) far more often than the project changes. On PostgreSQL every change
 that can alter a page bumps the project's list version in the same transaction
 (app/tables/list_version.py), and a page is rendered in the same snapshot as the version
-it is stored under. Each request runs one statement (image_list.page_json_stmt) that
-returns the current version and renders the page only when that differs from the held
-page's: never stale, from any writer (other API processes, job workers, psql), one round
-trip either way, and an index lookup instead of the page's joins and rendering when
-nothing changed.
+it is stored under, so a stored page is served only after a one-row query finds the
+version unchanged: never stale, from any writer (other API processes, job workers, psql),
+and still one round trip, but an index lookup instead of the page's joins and rendering.
 
-Under load, many requests for one page wait at once: they share one statement
-(CoalescedReads), so it costs the database one query per batch, not per request; while a
-project keeps changing, 64 clients polling four pages cost a few renders at a time, not
-one each.
+Under load, many requests for one project wait for its version at once: they share one
+read (VersionReads), so the lookup costs the database one query per batch, not per request.
+Likewise, requests for a page that has to be rendered (none held, or the project changed)
+share one render per batch (CoalescedReads): while a project keeps changing, 64 clients
+polling four pages cost a few renders at a time, not one each.
 
 The version also makes the page's ETag: a client sending it back in If-None-Match gets a
 304 without the body.
@@ -25,11 +24,14 @@ import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Generic, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter
 
 from app.lru import LruCache
+from app.pg_reads import PgReader
+from app.services.image_list import LIST_VERSION
 
 
 class ListPageCache:
@@ -134,3 +136,23 @@ class CoalescedReads(Generic[K, V]):
             batch.running = False
             if not batch.waiters:
                 self._batches.pop(key, None)
+
+
+class VersionReads(CoalescedReads[int, "str | None"]):
+    """Concurrent reads of one project's list version, coalesced (see CoalescedReads)."""
+
+    def __init__(self, read: Callable[[int], Awaitable[str | None]]) -> None:
+        super().__init__()
+        self._read_version = read
+
+    async def version(self, project_id: int) -> str | None:
+        """The project's list version, or None if there is no such project."""
+        return await self.get(project_id, partial(self._read_version, project_id))
+
+
+async def read_list_version(reader: PgReader | None, project_id: int) -> str | None:
+    """The project's list version from PostgreSQL (None: no such project)."""
+    if reader is None:
+        raise RuntimeError("list versions are kept by PostgreSQL only")
+    row = await reader.first(LIST_VERSION, {"project_id": project_id})
+    return None if row is None else row.list_version

@@ -29,6 +29,7 @@ from sqlalchemy import (
     literal,
     null,
     select,
+    true,
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -243,6 +244,12 @@ def _list_version() -> ColumnElement[str]:
     return func.concat(created, literal("."), total)
 
 
+LIST_VERSION = select(_list_version().label("list_version")).where(
+    Project.id == bindparam("project_id")
+)
+"""PostgreSQL: the project's list version; no row if there is no such project."""
+
+
 @cache
 def page_json_stmt(shape: tuple[bool, bool | None, bool | None, bool]) -> Select:
     """PostgreSQL: one row per existing project, none otherwise, with
@@ -251,10 +258,6 @@ def page_json_stmt(shape: tuple[bool, bool | None, bool | None, bool]) -> Select
     - `last_id`, `more`: the page's last id and whether a next page exists;
     - `tag_category`: the id of the category named by `tag` (NULL: unknown tag);
     - `list_version`: the project's list version in the same snapshot as the page.
-
-    `page_json`, `last_id` and `more` are NULL, and the page is not computed, when the
-    version equals the `held` parameter (the version of a page the caller holds; default
-    "", never a version).
     """
     rows = page_stmt(shape, True).subquery("page_rows")
     numbered = select(rows, func.row_number().over(order_by=rows.c.id).label("rn")).subquery(
@@ -268,35 +271,28 @@ def page_json_stmt(shape: tuple[bool, bool | None, bool | None, bool]) -> Select
         *("has_human_mask", c.has_human_mask, "has_pseudo_mask", c.has_pseudo_mask),
         *("created_at", _iso_utc(c.created_at)),
     )
-    page = (
-        select(
-            cast(
-                func.coalesce(
-                    func.json_agg(aggregate_order_by(item, c.id)).filter(shown),
-                    literal("[]").cast(postgresql.JSON),
-                ),
-                Text,
-            ).label("page_json"),
-            func.max(c.id).filter(shown).label("last_id"),
-            (func.count() > bindparam("limit")).label("more"),
-        )
-        .cte("page")
-        .prefix_with("MATERIALIZED")
-    )
-    # PostgreSQL runs a CASE branch's subquery only when the branch is taken, and a
-    # MATERIALIZED CTE only when first read: a page held at the current version costs the
-    # version lookup alone.
-    unchanged = _list_version() == bindparam("held", value="")
-
-    def unless_unchanged(column: ColumnElement[Any], name: str) -> Any:
-        return case((unchanged, null()), else_=select(column).scalar_subquery()).label(name)
-
+    page = select(
+        cast(
+            func.coalesce(
+                func.json_agg(aggregate_order_by(item, c.id)).filter(shown),
+                literal("[]").cast(postgresql.JSON),
+            ),
+            Text,
+        ).label("page_json"),
+        func.max(c.id).filter(shown).label("last_id"),
+        (func.count() > bindparam("limit")).label("more"),
+    ).subquery("page")
     tag_category = _tag_category() if shape[0] else null()
-    return select(
-        Project.id,
-        tag_category.label("tag_category"),
-        unless_unchanged(page.c.page_json, "page_json"),
-        unless_unchanged(page.c.last_id, "last_id"),
-        unless_unchanged(page.c.more, "more"),
-        _list_version().label("list_version"),
-    ).where(Project.id == bindparam("project_id"))
+    return (
+        select(
+            Project.id,
+            tag_category.label("tag_category"),
+            page.c.page_json,
+            page.c.last_id,
+            page.c.more,
+            _list_version().label("list_version"),
+        )
+        .select_from(Project)
+        .join(page, true())
+        .where(Project.id == bindparam("project_id"))
+    )

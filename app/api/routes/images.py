@@ -260,35 +260,37 @@ async def _rendered_page(
 ) -> Response:
     """The page as PostgreSQL rendered it; the cursor and the envelope are added here.
 
-    One statement per request, shared by the requests waiting for the same page at the
-    same time (app/api/list_cache.py): it returns the project's list version and renders
-    the page only if that differs from the version of the page this process holds, which
-    is then served again. The version is also the page's ETag, so If-None-Match can
-    answer 304 without a body.
+    A page this process rendered before is served again when the project's list version
+    is unchanged (app/api/list_cache.py): an index lookup, shared by the requests waiting
+    at the same time, instead of the page's query; a page that must be rendered is
+    rendered once for the requests waiting for it at the same time.
+    The version is also the page's ETag, so If-None-Match can answer 304 without a body.
     """
     project_id = params["project_id"]
     cache: ListPageCache | None = request.app.state.list_pages
     key = (flt, project_id, params["after"], params["limit"])
     held = cache.get(key) if cache is not None else None
-    held_version = "" if held is None else held[0]
+    if held is not None or "if-none-match" in request.headers:
+        version = await request.app.state.list_versions.version(project_id)
+        if version is None:
+            raise project_not_found(project_id)
+        etag = page_etag(key, version)
+        unchanged = not_modified(request, etag)
+        if unchanged is not None:
+            return unchanged
+        if held is not None and held[0] == version:
+            cache.count("hit")  # type: ignore[union-attr]
+            return _page_response(held[1], etag)
     stmt = pages.page_json_stmt(flt.shape())
 
-    async def read() -> Any:
-        row = await lean_first(request, stmt, {**params, "held": held_version})
-        if cache is not None and row is not None and row.page_json is not None:
+    async def render() -> Any:
+        if cache is not None:
             cache.rendered()
-        return row
+        return await lean_first(request, stmt, params)
 
-    row = await request.app.state.page_reads.get((key, held_version), read)
+    row = await request.app.state.page_renders.get(key, render)
     if row is None:
         raise project_not_found(project_id)
-    etag = page_etag(key, row.list_version)
-    unchanged = not_modified(request, etag)
-    if unchanged is not None:
-        return unchanged
-    if held is not None and row.page_json is None:
-        cache.count("hit")  # type: ignore[union-attr]
-        return _page_response(held[1], etag)
     if flt.tag is not None and row.tag_category is None:
         project = await lean_project(request, project_id, who, [flt.tag])
         resolve_tags(project, [flt.tag])  # type: ignore[arg-type]  # raises unknown_tag
@@ -305,7 +307,7 @@ async def _rendered_page(
     if cache is not None:
         cache.count("miss" if held is None else "stale")
         cache.store(key, row.list_version, body)
-    return _page_response(body, etag)
+    return _page_response(body, page_etag(key, row.list_version))
 
 
 def _page_response(body: bytes, etag: str) -> Response:

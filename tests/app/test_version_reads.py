@@ -1,11 +1,11 @@
-"""CoalescedReads: concurrent reads of one key share one query, never an older one."""
+"""VersionReads and CoalescedReads: concurrent reads of one key share one query, never an
+older one."""
 
 import asyncio
-from functools import partial
 
 import pytest
 
-from app.api.list_cache import CoalescedReads
+from app.api.list_cache import CoalescedReads, VersionReads
 
 
 class Versions:
@@ -26,12 +26,6 @@ class Versions:
         return None if project_id == 404 else f"v{sent}"
 
 
-def versions(src: Versions):
-    """A project's version through CoalescedReads, as a list page's statement is read."""
-    coalesced: CoalescedReads[int, str | None] = CoalescedReads()
-    return lambda project_id: coalesced.get(project_id, partial(src.read, project_id))
-
-
 def run(coro):
     return asyncio.run(coro)
 
@@ -39,8 +33,8 @@ def run(coro):
 def test_waiters_at_once_share_one_read():
     async def go():
         src = Versions()
-        reads = versions(src)
-        tasks = [asyncio.create_task(reads(1)) for _ in range(20)]
+        reads = VersionReads(src.read)
+        tasks = [asyncio.create_task(reads.version(1)) for _ in range(20)]
         await asyncio.sleep(0)
         src.gate.set()
         return src, await asyncio.gather(*tasks)
@@ -52,12 +46,12 @@ def test_waiters_at_once_share_one_read():
 def test_a_request_during_a_read_waits_for_the_next_one():
     async def go():
         src = Versions()
-        reads = versions(src)
-        early = asyncio.create_task(reads(1))
+        reads = VersionReads(src.read)
+        early = asyncio.create_task(reads.version(1))
         while not src.reads:  # until the first read is out, with value 1
             await asyncio.sleep(0)
         src.value = 2  # a write commits and is acknowledged
-        late = asyncio.create_task(reads(1))
+        late = asyncio.create_task(reads.version(1))
         await asyncio.sleep(0)
         src.gate.set()
         return src, await early, await late
@@ -70,9 +64,9 @@ def test_a_request_during_a_read_waits_for_the_next_one():
 def test_projects_are_read_separately_and_a_missing_one_is_none():
     async def go():
         src = Versions()
-        reads = versions(src)
+        reads = VersionReads(src.read)
         src.gate.set()
-        return await asyncio.gather(reads(1), reads(404), reads(1))
+        return await asyncio.gather(reads.version(1), reads.version(404), reads.version(1))
 
     assert run(go()) == ["v1", None, "v1"]
 
@@ -80,12 +74,12 @@ def test_projects_are_read_separately_and_a_missing_one_is_none():
 def test_a_failed_read_fails_its_waiters_and_the_next_read_is_fresh():
     async def go():
         src = Versions()
-        reads = versions(src)
+        reads = VersionReads(src.read)
         src.fail = RuntimeError("database gone")
         src.gate.set()
-        results = await asyncio.gather(reads(1), reads(1), return_exceptions=True)
+        results = await asyncio.gather(reads.version(1), reads.version(1), return_exceptions=True)
         src.fail = None
-        return results, await reads(1)
+        return results, await reads.version(1)
 
     results, after = run(go())
     assert all(isinstance(r, RuntimeError) for r in results) and after == "v1"
@@ -94,9 +88,9 @@ def test_a_failed_read_fails_its_waiters_and_the_next_read_is_fresh():
 def test_a_cancelled_waiter_leaves_the_others_served():
     async def go():
         src = Versions()
-        reads = versions(src)
-        gone = asyncio.create_task(reads(1))
-        stays = asyncio.create_task(reads(1))
+        reads = VersionReads(src.read)
+        gone = asyncio.create_task(reads.version(1))
+        stays = asyncio.create_task(reads.version(1))
         await asyncio.sleep(0)
         gone.cancel()
         await asyncio.sleep(0)
