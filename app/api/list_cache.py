@@ -34,17 +34,35 @@ from app.pg_reads import PgReader
 from app.services.image_list import LIST_VERSION
 
 
+@dataclass(frozen=True)
+class HeldPage:
+    """A rendered page, the list version it was rendered at, and whether that render
+    replaced an older version of it (the project is changing: see ``changing``)."""
+
+    version: str
+    body: bytes
+    changing: bool
+
+
 class ListPageCache:
-    """Page bodies by page key (project, filter, cursor, limit), each with its version."""
+    """Page bodies by page key (project, filter, cursor, limit), each with its version.
+
+    A page whose last render replaced an older version is ``changing``: its next request
+    goes straight to the render, which returns the version too, instead of reading the
+    version first and then rendering (two round trips where a project changes many times
+    a second). A render that finds the version it held clears the flag, so a project that
+    went quiet costs one extra render per page before version reads serve it again.
+    """
 
     def __init__(self, max_bytes: int, registry: CollectorRegistry) -> None:
-        self._pages = LruCache[tuple[str, bytes]](
-            max_bytes, cost=lambda v: len(v[1]) + 200, max_item_cost=max(max_bytes // 8, 1)
+        self._pages = LruCache[HeldPage](
+            max_bytes, cost=lambda v: len(v.body) + 200, max_item_cost=max(max_bytes // 8, 1)
         )
         self._lookups = Counter(
             "tag2mask_list_page_cache_lookups",
             "List page requests by what the page cache held: a page at the current "
-            "version (hit), an older one (stale) or none (miss)",
+            "version (hit; rerendered when a changing page was rendered and found "
+            "unchanged), an older one (stale) or none (miss)",
             ["result"],
             registry=registry,
         )
@@ -59,16 +77,22 @@ class ListPageCache:
         """Record one render of a page."""
         self._renders.inc()
 
-    def get(self, key: Hashable) -> tuple[str, bytes] | None:
-        """The stored (version, body) of `key`, if any."""
+    def get(self, key: Hashable) -> HeldPage | None:
+        """The stored page of `key`, if any."""
         return self._pages.get(key)
 
     def count(self, result: str) -> None:
-        """Record what a request found: "hit", "stale" or "miss"."""
+        """Record what a request found: "hit", "rerendered", "stale" or "miss"."""
         self._lookups.labels(result).inc()
 
-    def store(self, key: Hashable, version: str, body: bytes) -> None:
-        self._pages.put(key, (version, body))
+    def store(self, key: Hashable, version: str, body: bytes, held: HeldPage | None) -> str:
+        """Keep a fresh render of `key` (``held``: what was kept before); returns what the
+        request found, for :meth:`count`."""
+        changed = held is not None and held.version != version
+        self._pages.put(key, HeldPage(version, body, changing=changed))
+        if held is None:
+            return "miss"
+        return "stale" if changed else "rerendered"
 
 
 def page_etag(key: Hashable, version: str) -> str:

@@ -295,3 +295,28 @@ def test_requests_for_a_page_at_once_share_one_render(pages, make_client, admin)
     assert all(r.status_code == 200 and r.json() == expected for r in answers)
     assert len(expected["items"]) == 2
     assert 1 <= renders(pages.cached, admin) - before <= 2
+
+
+def test_a_changing_page_is_rendered_straight_away_until_it_holds_still(pages, make_client, admin):
+    """After a render replaced an older version, the next request renders without reading
+    the version first; a render that finds the page unchanged hands it back to the cache."""
+    other = make_client()
+    pid = pages.pid
+    url = f"/v1/projects/{pid}/images?limit=10"
+
+    def step() -> dict[str, float]:
+        before = lookups(pages.cached, admin)
+        got = pages.cached.get(url, headers=admin)
+        assert got.status_code == 200
+        assert got.json() == pages.truth.get(url, headers=admin).json()
+        after = lookups(pages.cached, admin)
+        return {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+
+    upload_ok(other, admin, pid, image_bytes(seed=1), tags="cat")
+    assert step() == {"miss": 1}
+    upload_ok(other, admin, pid, image_bytes(seed=2), tags="cat")
+    assert step() == {"stale": 1}  # version read, then render: now changing
+    upload_ok(other, admin, pid, image_bytes(seed=3), tags="cat")
+    assert step() == {"stale": 1}  # rendered straight away, and still changing
+    assert step() == {"rerendered": 1}  # rendered straight away, unchanged: quiet again
+    assert step() == {"hit": 1}

@@ -263,14 +263,16 @@ async def _rendered_page(
     A page this process rendered before is served again when the project's list version
     is unchanged (app/api/list_cache.py): an index lookup, shared by the requests waiting
     at the same time, instead of the page's query; a page that must be rendered is
-    rendered once for the requests waiting for it at the same time.
+    rendered once for the requests waiting for it at the same time, and a page that was
+    changing at its last render is rendered without reading the version first.
     The version is also the page's ETag, so If-None-Match can answer 304 without a body.
     """
     project_id = params["project_id"]
     cache: ListPageCache | None = request.app.state.list_pages
     key = (flt, project_id, params["after"], params["limit"])
     held = cache.get(key) if cache is not None else None
-    if held is not None or "if-none-match" in request.headers:
+    quiet = held is not None and not held.changing
+    if quiet or "if-none-match" in request.headers:
         version = await request.app.state.list_versions.version(project_id)
         if version is None:
             raise project_not_found(project_id)
@@ -278,9 +280,9 @@ async def _rendered_page(
         unchanged = not_modified(request, etag)
         if unchanged is not None:
             return unchanged
-        if held is not None and held[0] == version:
+        if held is not None and held.version == version:
             cache.count("hit")  # type: ignore[union-attr]
-            return _page_response(held[1], etag)
+            return _page_response(held.body, etag)
     stmt = pages.page_json_stmt(flt.shape())
 
     async def render() -> Any:
@@ -305,8 +307,7 @@ async def _rendered_page(
         )
     )
     if cache is not None:
-        cache.count("miss" if held is None else "stale")
-        cache.store(key, row.list_version, body)
+        cache.count(cache.store(key, row.list_version, body, held))
     return _page_response(body, page_etag(key, row.list_version))
 
 
