@@ -253,12 +253,11 @@ def _pnet_stage(
     the supervised stage's labels (whose nets P-Net then continues) when there is one."""
     cfg = ctx.cfg
     coarse = lnet["coarse"]
-    if supervised is not None:
-        coarse = _weak_labels(cfg, lnet["cam"], coarse)
     if supervised is None:
         nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
-    weight = (coarse != 255).float()
-    if supervised is not None:
+        weight = (coarse != 255).float()
+    else:
+        coarse = _weak_labels(cfg, lnet["cam"], coarse)
         nets = SegmenterNets.build(ctx, supervised)
         if "pseudo" in supervised:  # pnet_labels=filtered
             sup, sup_weight = supervised["pseudo"], supervised["weight"]
