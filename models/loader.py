@@ -84,6 +84,12 @@ class Batches:
         theta = torch.zeros(n, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = scale
         theta[:, :, 2] = shift
+        spatial = [t for t in batch.values() if t.ndim >= 3]
+        if not spatial:
+            return batch
+        height, width = spatial[0].shape[-2:]
+        # One sampling grid for every spatial tensor: they share the crop and the size.
+        grid = F.affine_grid(theta, [n, 1, height, width], align_corners=False)
         out = {}
         for name, t in batch.items():
             if t.ndim < 3:
@@ -91,7 +97,6 @@ class Batches:
                 continue
             image = t.ndim == 4 and t.is_floating_point()
             x = t.float() if image else t[:, None].float()
-            grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
             y = F.grid_sample(x, grid, mode="bilinear" if image else "nearest", align_corners=False)
             out[name] = y if image else y[:, 0].to(t.dtype)
         return out
