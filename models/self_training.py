@@ -63,7 +63,8 @@ class SegmenterNets:
                 ctx.num_classes, ctx.cfg, ctx.device, None if state is None else state[name]
             )
             if state is None and encoder is not None and hasattr(net, "encoder"):
-                net.encoder.load_state_dict(encoder)
+                select = getattr(net.encoder, "select", None)
+                net.encoder.load_state_dict(select(encoder) if callable(select) else encoder)
             nets.append(net)
         return cls(*nets)  # type: ignore[arg-type]
 

@@ -29,6 +29,7 @@ from models.losses import (
     tag_loss,
     topk_pool,
 )
+from models.networks import param_groups
 from models.pnet import PNet
 from models.pseudo import allowed_classes, confident_labels, constrain
 
@@ -43,7 +44,7 @@ class AmpOptimizer:
 
     def __init__(
         self,
-        params: Iterable[nn.Parameter],
+        params: Iterable[nn.Parameter] | Iterable[dict[str, Any]],
         *,
         lr: float,
         weight_decay: float,
@@ -94,7 +95,7 @@ class LNetStep:
     def __init__(self, lnet: LNet, cfg: PipelineConfig, device: torch.device) -> None:
         self.lnet, self.cfg, self.device = lnet, cfg, device
         self.optim = AmpOptimizer(
-            lnet.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, device=device
+            param_groups([lnet], cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, device=device
         )
 
     def train(self) -> None:
@@ -153,8 +154,12 @@ class PNetAdversarialStep:
         self.cfg, self.device = cfg, device
         self.has_background = has_background
         self.cross_thresholds = None if cross_thresholds is None else cross_thresholds.to(device)
-        params = [p for s in self.segmenters.values() for p in s.parameters()]
-        self.optim_s = AmpOptimizer(params, lr=cfg.lr, weight_decay=cfg.weight_decay, device=device)
+        self.optim_s = AmpOptimizer(
+            param_groups(self.segmenters.values(), cfg),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            device=device,
+        )
         self.optim_d = AmpOptimizer(
             discriminator.parameters(),
             lr=cfg.lr_disc,

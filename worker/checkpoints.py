@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 
+from app.services.blob_refs import delete_unreferenced
 from app.tables import JobCheckpoint
 from worker.context import WorkerContext
 
@@ -41,3 +42,24 @@ class StageCheckpoints:
                     .order_by(JobCheckpoint.id)
                 )
             )
+
+    def clear(self) -> int:
+        """Drop the job's checkpoints and the blobs no other row holds; returns how many.
+
+        Called once the job's final status committed: resuming is then over, and a
+        pipeline's stage states (two segmenters each on a pretrained backbone, ~26 MB a
+        stage) would otherwise stay in the blob store for good. The networks a run delivers
+        live on as its model versions.
+        """
+        with self.ctx.sessionmaker.begin() as s:
+            keys = list(
+                s.scalars(
+                    delete(JobCheckpoint)
+                    .where(JobCheckpoint.job_id == self.job_id)
+                    .returning(JobCheckpoint.blob_key)
+                )
+            )
+        if keys:
+            with self.ctx.sessionmaker() as s:
+                delete_unreferenced(s, self.ctx.blobs, keys)
+        return len(keys)

@@ -188,4 +188,10 @@ def run_job(
     done = _finish(
         ctx, job_id, attempt, "succeeded", metrics=metrics, event=("info", "succeeded", None)
     )
-    return "succeeded" if done else "lost"
+    if not done:
+        return "lost"
+    try:
+        jc.checkpoints.clear()
+    except Exception:  # the job succeeded; leftover checkpoints only cost space
+        log.exception("job %s: could not clear its stage checkpoints", job_id)
+    return "succeeded"

@@ -33,8 +33,20 @@ from tests.synthetic import make_shapes_dataset
 ROOT = Path(__file__).resolve().parents[2]
 K = 4
 # The quick profile shrunk further: one epoch per stage, the narrowest network, one thread
-# (tiny convolutions gain nothing from a second one, and it spares a busy machine).
-TINY = ("--budget", "2", "--set", "epochs=1", "--set", "width=4", "--threads", "1")
+# (tiny convolutions gain nothing from a second one, and it spares a busy machine), and the
+# from-scratch encoder (tests/models/test_pretrained.py trains the pretrained one).
+TINY = (
+    "--budget",
+    "2",
+    "--set",
+    "epochs=1",
+    "--set",
+    "width=4",
+    "--set",
+    "backbone=scratch",
+    "--threads",
+    "1",
+)
 
 
 def write_folder(root: Path, n: int = 32, size: int = 32, seed: int = 1) -> Path:

@@ -20,6 +20,7 @@ from tests.synthetic import make_shapes_dataset, split_strong_weak
 
 STRONG, WEAK = [1, 2], [3, 4]
 CFG = PipelineConfig(
+    backbone="scratch",  # seconds per stage; tests/models/test_pretrained.py trains Lite0
     image_size=48,
     width=16,
     batch_size=8,

@@ -15,6 +15,7 @@ from models.pipeline import PipelineResult
 from tests.synthetic import make_shapes_dataset, split_strong_weak
 
 CFG = PipelineConfig(
+    backbone="scratch",
     image_size=32,
     epochs_lnet=2,
     epochs_supervised=1,

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from sqlalchemy import func, select
 
 from app.db import make_engine, make_sessionmaker
 from app.imaging import decode_png_array
-from app.tables import Mask, ModelVersion
+from app.tables import JobCheckpoint, Mask, ModelVersion
 from tests.fixtures.build import make_project, upload
 from tests.synthetic import encode_png, make_shapes_dataset
 from tests.worker.conftest import poll_job
 
 CATEGORIES = ("circle", "square", "triangle", "cross")
 FAST = {
+    "backbone": "scratch",
     "image_size": 48,
     "epochs": 2,
     "rounds": 1,
@@ -63,12 +66,26 @@ def _check_run(client, headers, db_url, pid, ids, tags, job):
     best = client.get(f"/v1/images/{ids[0]}/mask", headers=headers)
     assert best.headers["x-mask-source"] == "human"
     engine = make_engine(db_url, pool_size=1)
-    with make_sessionmaker(engine)() as s:
+    sessions = make_sessionmaker(engine)
+    with sessions() as s:
         per_job = s.scalar(select(func.count()).select_from(Mask).where(Mask.job_id == job["id"]))
         nets = set(s.scalars(select(ModelVersion.network).where(ModelVersion.job_id == job["id"])))
+    # The stage checkpoints go once the job succeeded (right after its status commits).
+    deadline = time.monotonic() + 15
+    while True:
+        with sessions() as s:
+            left = s.scalar(
+                select(func.count())
+                .select_from(JobCheckpoint)
+                .where(JobCheckpoint.job_id == job["id"])
+            )
+        if left == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
     engine.dispose()
     assert per_job == len(ids) // 2
     assert {"lnet", "s_a", "s_b", "disc"} <= nets
+    assert left == 0, "stage checkpoints outlived the finished job"
 
 
 def test_pipeline_on_thread_runner(client, admin, db_url):
