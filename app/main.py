@@ -27,6 +27,7 @@ from app.pg_reads import PgReader
 from app.services.jobs import read_job_stats
 from app.services.projects import ProjectRef
 from app.settings import Settings, get_settings
+from app.webhook_targets import TargetPolicy
 from worker.context import WorkerContext
 from worker.runner import make_runner
 
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.page_renders = CoalescedReads[tuple, Any]()  # list pages being rendered
     app.state.worker_ctx = WorkerContext.from_settings(settings)
     app.state.runner = make_runner(settings, app.state.worker_ctx)
+    # Where webhooks may point; `resolver` is the hook tests use to play DNS.
+    app.state.webhook_policy = TargetPolicy.from_networks(settings.webhook_allow_networks)
 
     registry.register(JobCollector(lambda: read_job_stats(app.state.sessionmaker)))
 
