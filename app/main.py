@@ -19,7 +19,7 @@ from app.api.routes import exports, health, images, jobs, masks, projects, revie
 from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker, max_connections
-from app.errors import install_error_handlers
+from app.errors import UnhandledErrors, install_error_handlers
 from app.limits import BodySizeLimit
 from app.lru import LruCache
 from app.metrics import HttpMetrics, JobCollector
@@ -119,5 +119,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "Location", "X-Mask-Id"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(UnhandledErrors)  # a JSON 500 that keeps the connection open
     app.add_middleware(HttpMetrics, registry=registry)
     return app
