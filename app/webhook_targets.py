@@ -29,6 +29,7 @@ Resolver = Callable[[str, int], Sequence[IPAddress]]
 # Networks that are not in Python's non-global tables but must never be reached.
 _ALSO_REFUSED: tuple[IPNetwork, ...] = (
     ipaddress.ip_network("100.64.0.0/10"),  # shared address space (carrier-grade NAT)
+    ipaddress.ip_network("192.0.0.0/24"),  # IETF protocol assignments (Python: only parts)
     ipaddress.ip_network("64:ff9b:1::/48"),  # local-use NAT64
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")  # well-known NAT64 prefix: an IPv4 inside
