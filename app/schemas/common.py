@@ -24,9 +24,12 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
-# The database's integer range (PostgreSQL bigint, SQLite INTEGER): a larger id or number
-# cannot be bound to a query (OverflowError), so it must fail validation (422) first.
-DB_INT_MIN, DB_INT_MAX = -(2**63), 2**63 - 1
+# The database's integer range. Every id column is `integer`, 32-bit on PostgreSQL, and
+# SQLAlchemy binds ids with an explicit `::INTEGER` cast there, so a larger number fails in
+# the database ("integer out of range") and a number past 64 bits already in the driver
+# (OverflowError on SQLite): both must fail validation (422) first. One range for both
+# backends, so the API answers alike.
+DB_INT_MIN, DB_INT_MAX = -(2**31), 2**31 - 1
 
 DbInt = Annotated[int, Field(ge=DB_INT_MIN, le=DB_INT_MAX)]
 """Every integer path id and query parameter; narrow it further with Query(ge=, le=)."""
