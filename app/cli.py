@@ -86,6 +86,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     """A Celery worker on the job queue, with the reaper loop in this (parent) process."""
     import logging
 
+    from app.webhook_targets import TargetPolicy
     from worker.celery_app import make_celery
     from worker.context import WorkerContext
     from worker.kinds import known_kinds
@@ -103,7 +104,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     reaper_ctx = WorkerContext.from_settings(settings)
     reaper = ReaperThread(reaper_ctx, CeleryRunner(settings).enqueue, settings.reaper_interval_s)
     reaper.start()
-    webhooks = WebhookDispatcher(reaper_ctx.sessionmaker).start()
+    policy = TargetPolicy.from_networks(settings.webhook_allow_networks)
+    webhooks = WebhookDispatcher(reaper_ctx.sessionmaker, policy=policy).start()
     argv = [
         "worker",
         "-Q",

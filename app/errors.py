@@ -14,6 +14,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,49 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
-        request_id = uuid.uuid4().hex[:12]
-        log.exception("unhandled error %s on %s %s", request_id, request.method, request.url.path)
-        return error_response(
-            500, "internal_error", "Internal server error.", {"request_id": request_id}
-        )
+        # Only errors outside UnhandledErrors get here (Starlette re-raises them after this
+        # answer, and the server closes the connection).
+        return internal_error(request.method, request.url.path)
+
+
+def internal_error(method: str, path: str) -> JSONResponse:
+    """The 500 for an exception being handled: logged with a request id, no internals sent."""
+    request_id = uuid.uuid4().hex[:12]
+    log.exception("unhandled error %s on %s %s", request_id, method, path)
+    return error_response(
+        500, "internal_error", "Internal server error.", {"request_id": request_id}
+    )
+
+
+class UnhandledErrors:
+    """ASGI middleware: an exception no handler took becomes the JSON 500 here, and ends there.
+
+    Starlette's ServerErrorMiddleware (where an `exception_handler(Exception)` runs) sends
+    its 500 and then re-raises for the server to log, and uvicorn answers a re-raised error
+    by closing the connection: a keep-alive client's next request on it failed. Answered
+    here, the request ends normally. An exception after the response started is re-raised:
+    the body was cut short, and only a closed connection tells the client so.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_tracking)
+        except Exception:
+            if started:
+                raise
+            response = internal_error(scope.get("method", ""), scope.get("path", ""))
+            await response(scope, receive, send)

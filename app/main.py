@@ -19,7 +19,7 @@ from app.api.routes import exports, health, images, jobs, masks, projects, revie
 from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker, max_connections
-from app.errors import install_error_handlers
+from app.errors import UnhandledErrors, install_error_handlers
 from app.limits import BodySizeLimit
 from app.lru import LruCache
 from app.metrics import HttpMetrics, JobCollector
@@ -27,6 +27,7 @@ from app.pg_reads import PgReader
 from app.services.jobs import read_job_stats
 from app.services.projects import ProjectRef
 from app.settings import Settings, get_settings
+from app.webhook_targets import TargetPolicy
 from worker.context import WorkerContext
 from worker.runner import make_runner
 
@@ -90,6 +91,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.page_renders = CoalescedReads[tuple, Any]()  # list pages being rendered
     app.state.worker_ctx = WorkerContext.from_settings(settings)
     app.state.runner = make_runner(settings, app.state.worker_ctx)
+    # Where webhooks may point; `resolver` is the hook tests use to play DNS.
+    app.state.webhook_policy = TargetPolicy.from_networks(settings.webhook_allow_networks)
 
     registry.register(JobCollector(lambda: read_job_stats(app.state.sessionmaker)))
 
@@ -116,5 +119,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "Location", "X-Mask-Id"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(UnhandledErrors)  # a JSON 500 that keeps the connection open
     app.add_middleware(HttpMetrics, registry=registry)
     return app

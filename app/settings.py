@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -57,6 +57,11 @@ class Settings(BaseSettings):
         "is unchanged (PostgreSQL); 0: off",
     )
     api_threads: int = Field(default=8, ge=1, description="threads per API process for sync routes")
+    webhook_allow_networks: list[IPvAnyNetwork] = Field(
+        default_factory=list,
+        description="JSON list of CIDRs webhooks may reach although they are not public "
+        '(on-premise receivers, e.g. ["10.20.0.0/16"]); everything else internal is refused',
+    )
     auth_cache_ttl_s: float = Field(
         default=10.0, ge=0, description="seconds a checked key is trusted without a query; 0: off"
     )

@@ -193,7 +193,10 @@ def _coerce(f: dataclasses.Field[Any], value: Any) -> Any:
             return int(value)
         return value if isinstance(value, int) else _BAD
     if kind is float:
-        return float(value) if isinstance(value, int | float) else _BAD
+        try:
+            return float(value) if isinstance(value, int | float) else _BAD
+        except OverflowError:  # an int past float's range (JSON allows any number of digits)
+            return _BAD
     return value if isinstance(value, str) else _BAD
 
 
@@ -205,7 +208,7 @@ def _check(f: dataclasses.Field[Any], value: Any) -> str | None:
     if meta["choices"] is not None and value not in meta["choices"]:
         return f"{f.name}: expected one of {list(meta['choices'])}, got {value!r}"
     if kind in (int, float):
-        if not math.isfinite(value):
+        if isinstance(value, float) and not math.isfinite(value):
             return f"{f.name}: must be finite, got {value!r}"
         lo, hi = meta["lo"], meta["hi"]
         if (lo is not None and value < lo) or (hi is not None and value > hi):

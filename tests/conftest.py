@@ -3,6 +3,7 @@
 from tests.fixtures.app import admin, client, make_client, make_settings, new_key, settings
 from tests.fixtures.celery import redis_url, settings_env, start_worker
 from tests.fixtures.db import db_url, pg_url, sqlite_url
+from tests.fixtures.webhooks import receiver
 
 __all__ = [
     "admin",
@@ -12,6 +13,7 @@ __all__ = [
     "make_settings",
     "new_key",
     "pg_url",
+    "receiver",
     "redis_url",
     "settings",
     "settings_env",

@@ -5,13 +5,14 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 
 from app.db import make_engine
-from app.migrate import head_revision, schema_is_current, upgrade_head
+from app.migrate import alembic_config, head_revision, schema_is_current, upgrade_head
 from app.tables import Base
 from tests.fixtures.db import PG_ADMIN_URL, _pg_available
 
@@ -122,3 +123,87 @@ class TestReadiness:
     def test_embedded_runner_starts_and_reports_not_ready(self, make_client, empty_sqlite):
         r = make_client(database_url=empty_sqlite, job_runner="thread").get("/readyz")
         assert r.status_code == 503 and r.json()["error"]["code"] == "not_ready"
+
+
+# --- 0005: webhook rows kept, stored receiver answers replaced by their category, and (SQLite)
+# --- ids never handed out again
+
+NOW = "2026-01-01 00:00:00.000000"
+
+
+def _seed_at_0004(url: str) -> None:
+    command.upgrade(alembic_config(url), "0004")
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as c:
+            c.execute(
+                text(
+                    "INSERT INTO projects (id, name, settings, created_at, updated_at) "
+                    "VALUES (1, 'p', '{}', :t, :t)"
+                ),
+                {"t": NOW},
+            )
+            for _ in (1, 2):  # ids 1 and 2
+                c.execute(
+                    text(
+                        "INSERT INTO webhooks (project_id, url, secret, events, active, "
+                        "created_at) VALUES (1, 'https://r.example/', 's', '[]', true, :t)"
+                    ),
+                    {"t": NOW},
+                )
+            rows = [
+                (1, 1, 500, "HTTP 500: secret=hunter2"),
+                (2, 1, None, "ConnectError: [Errno 111] Connection refused"),
+                (3, 2, None, "gave up: the last attempt never ended"),
+                (4, 2, 200, None),
+            ]
+            for _id, hook_id, code, error in rows:  # ids 1..4, in this order
+                c.execute(
+                    text(
+                        "INSERT INTO webhook_deliveries (webhook_id, event, payload, status, "
+                        "attempts, last_status_code, last_error, next_attempt_at, created_at) "
+                        "VALUES (:w, 'job.finished', '{}', 'pending', 1, :code, :err, "
+                        ":t, :t)"
+                    ),
+                    {"w": hook_id, "code": code, "err": error, "t": NOW},
+                )
+    finally:
+        engine.dispose()
+
+
+def test_0005_keeps_rows_scrubs_answers_and_stops_id_reuse(empty_db):
+    _seed_at_0004(empty_db)
+    upgrade_head(empty_db)
+    engine = make_engine(empty_db, pool_size=1)
+    try:
+        with engine.begin() as c:
+            errors = c.execute(
+                text("SELECT id, webhook_id, last_error FROM webhook_deliveries ORDER BY id")
+            ).all()
+            assert [tuple(r) for r in errors] == [
+                (1, 1, "http_status"),
+                (2, 1, "unreachable"),
+                (3, 2, "interrupted"),
+                (4, 2, None),
+            ]
+            # the newest webhook goes, and its deliveries with it (the cascade still works)
+            c.execute(text("DELETE FROM webhooks WHERE id = 2"))
+            assert c.execute(text("SELECT count(*) FROM webhook_deliveries")).scalar() == 2
+            new_hook = c.execute(
+                text(
+                    "INSERT INTO webhooks (project_id, url, secret, events, active, created_at) "
+                    "VALUES (1, 'https://r.example/', 's', '[]', true, :t) RETURNING id"
+                ),
+                {"t": NOW},
+            ).scalar()
+            new_delivery = c.execute(
+                text(
+                    "INSERT INTO webhook_deliveries (webhook_id, event, payload, status, "
+                    "attempts, next_attempt_at, created_at) "
+                    "VALUES (:w, 'job.finished', '{}', 'pending', 0, :t, :t) RETURNING id"
+                ),
+                {"w": new_hook, "t": NOW},
+            ).scalar()
+        assert new_hook == 3 and new_delivery == 5
+    finally:
+        engine.dispose()

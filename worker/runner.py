@@ -13,6 +13,7 @@ from typing import Protocol
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.settings import Settings
+from app.webhook_targets import TargetPolicy
 from worker.context import WorkerContext
 from worker.execute import run_job
 from worker.reaper import ReaperThread
@@ -39,7 +40,10 @@ class ThreadRunner:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tag2mask-job")
         self._stopping = threading.Event()
         self._reaper = ReaperThread(ctx, self.enqueue, ctx.settings.reaper_interval_s)
-        self.webhook_dispatcher = WebhookDispatcher(ctx.sessionmaker)  # webhooks
+        self.webhook_dispatcher = WebhookDispatcher(
+            ctx.sessionmaker,
+            policy=TargetPolicy.from_networks(ctx.settings.webhook_allow_networks),
+        )
 
     def enqueue(self, job_id: int) -> None:
         if self._stopping.is_set():

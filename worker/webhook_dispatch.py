@@ -18,12 +18,25 @@ exactly as received. A receiver recomputes the HMAC over the raw bytes, compares
 constant time and rejects timestamps too far from its clock (replays). A 2xx answer
 means delivered; redirects are not followed.
 
+Where it may go
+---------------
+Each attempt resolves the URL's host again, checks every address against the webhook
+policy (app/webhook_targets.py: public addresses, plus the networks in
+`TAG2MASK_WEBHOOK_ALLOW_NETWORKS`) and connects to a checked address only
+(worker/webhook_transport.py). A refused address is never connected to.
+
 Retries
 -------
-Any other answer, or a network error or timeout, is recorded on the row (`last_status_code`,
-`last_error`) and retried after `base * 2**attempts` seconds (capped at one hour by
-default), less a random jitter of up to half of that; after `max_attempts` attempts the
-delivery is `failed`. Delivery is at least once.
+Any other answer, or a refused address, a network error or timeout, is recorded on the row
+and retried after `base * 2**attempts` seconds (capped at one hour by default), less a
+random jitter of up to half of that; after `max_attempts` attempts the delivery is
+`failed`. Delivery is at least once.
+
+The row keeps the status code and a category of failure in `last_error`, never anything
+the receiver sent: `http_status` (a non-2xx answer; see `last_status_code`),
+`refused_address`, `unreachable` (every network failure alike: no resolution, refused,
+reset, timed out; telling them apart would turn webhooks into a port scanner of the
+networks they may reach) and `interrupted` (a dispatcher died during the last attempt).
 
 Claiming
 --------
@@ -58,13 +71,18 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.tables import Webhook, WebhookDelivery, utcnow
+from app.webhook_targets import RefusedAddress, TargetPolicy
+from worker.webhook_transport import pinned_client
 
 log = logging.getLogger(__name__)
 
 USER_AGENT = "tag2mask-webhooks/1"
 SIGNATURE_PREFIX = "sha256="
-MAX_ERROR_CHARS = 1000
-RESPONSE_SNIPPET_BYTES = 300
+# The failure categories `last_error` holds (see "Retries" above).
+HTTP_STATUS = "http_status"
+REFUSED_ADDRESS = "refused_address"
+UNREACHABLE = "unreachable"
+INTERRUPTED = "interrupted"
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -108,7 +126,7 @@ def _claim(
             .where(D.status == "pending", D.attempts >= max_attempts, D.next_attempt_at <= now)
             .values(
                 status="failed",
-                last_error=func.coalesce(D.last_error, "gave up: the last attempt never ended"),
+                last_error=func.coalesce(D.last_error, INTERRUPTED),
             )
             .execution_options(synchronize_session=False)
         )
@@ -157,7 +175,7 @@ def _body(d: _Claimed) -> bytes:
 
 
 def _send(client: httpx.Client, d: _Claimed) -> tuple[int | None, str | None]:
-    """One POST; (status code or None, error text or None)."""
+    """One POST; (status code or None, failure category or None). The body is never read."""
     body = _body(d)
     timestamp = str(int(time.time()))
     headers = {
@@ -171,17 +189,11 @@ def _send(client: httpx.Client, d: _Claimed) -> tuple[int | None, str | None]:
     try:
         with client.stream("POST", d.url, content=body, headers=headers) as r:
             code = r.status_code
-            if 200 <= code < 300:
-                return code, None
-            snippet = b""
-            for chunk in r.iter_bytes():
-                snippet += chunk
-                if len(snippet) >= RESPONSE_SNIPPET_BYTES:
-                    break
-            text = snippet[:RESPONSE_SNIPPET_BYTES].decode("utf-8", "replace").strip()
-            return code, f"HTTP {code}" + (f": {text}" if text else "")
-    except Exception as e:  # network errors, timeouts, and URLs httpx refuses
-        return None, (f"{type(e).__name__}: {e}" if str(e) else type(e).__name__)
+    except RefusedAddress:
+        return None, REFUSED_ADDRESS
+    except Exception:  # network errors, timeouts, and URLs httpx refuses: one category
+        return None, UNREACHABLE
+    return code, None if 200 <= code < 300 else HTTP_STATUS
 
 
 def _record(
@@ -204,8 +216,6 @@ def _record(
     else:
         delay = backoff_s(d.attempt, backoff_base_s, backoff_cap_s)
         values.update(next_attempt_at=now + timedelta(seconds=delay))
-    if error is not None:
-        values["last_error"] = error[:MAX_ERROR_CHARS]
     with factory.begin() as s:
         s.execute(
             update(D)
@@ -240,12 +250,14 @@ def deliver_due(
     batch_size: int = 100,
     lease_s: float | None = None,
     should_stop: Callable[[], bool] = lambda: False,
+    policy: TargetPolicy | None = None,
 ) -> int:
     """Claim up to `batch_size` due deliveries and attempt each once; returns how many.
 
     `now` fixes the clock (for tests): it decides what is due and is the base of the next
     attempt's time. The lease (how long a claimed row waits before another dispatcher may
-    retry it) defaults to well over the longest a call can take.
+    retry it) defaults to well over the longest a call can take. `policy` says which
+    addresses may be reached (by default: public ones only).
     """
     clock: Callable[[], datetime] = (lambda: now) if now is not None else utcnow
     lease = lease_s if lease_s is not None else 60.0 + 10 * timeout_s
@@ -253,7 +265,7 @@ def deliver_due(
     if not claimed:
         return 0
     attempted = 0
-    with httpx.Client(timeout=timeout_s, follow_redirects=False) as client:
+    with pinned_client(policy or TargetPolicy(), timeout_s) as client:
         for i, d in enumerate(claimed):
             if should_stop():
                 _release(factory, claimed[i:], clock())
@@ -296,6 +308,7 @@ class WebhookDispatcher:
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 3600.0,
         batch_size: int = 20,
+        policy: TargetPolicy | None = None,
     ) -> None:
         self.factory = factory
         self.interval_s = interval_s
@@ -305,6 +318,7 @@ class WebhookDispatcher:
             "backoff_base_s": backoff_base_s,
             "backoff_cap_s": backoff_cap_s,
             "batch_size": batch_size,
+            "policy": policy or TargetPolicy(),
         }
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="webhook-dispatch", daemon=True)

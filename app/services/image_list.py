@@ -36,6 +36,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import Session
 
 from app.errors import ValidationFailed
+from app.schemas.common import DB_INT_MAX
 from app.services.images import IMAGE_VIEW_COLUMNS
 from app.services.projects import ProjectRef
 from app.services.tags import resolve_tags
@@ -54,7 +55,7 @@ def decode_cursor(cursor: str | None) -> int:
         value = int(base64.urlsafe_b64decode(padded.encode()).decode())
     except (ValueError, UnicodeDecodeError) as e:
         raise ValidationFailed("cursor is not valid.", {"field": "cursor"}) from e
-    if value < 0:
+    if not 0 <= value <= DB_INT_MAX:
         raise ValidationFailed("cursor is not valid.", {"field": "cursor"})
     return value
 

@@ -15,10 +15,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.errors import NotFound
+from app.errors import NotFound, ValidationFailed
 from app.schemas.webhook import DeliveryOut, WebhookCreate, WebhookCreated, WebhookOut
 from app.services.scope import Principal
 from app.tables import WEBHOOK_EVENTS, Job, Project, Webhook, WebhookDelivery, utcnow
+from app.webhook_targets import RefusedAddress, TargetPolicy
 
 
 def generate_secret() -> str:
@@ -32,7 +33,22 @@ def get_webhook_or_raise(session: Session, webhook_id: int, who: Principal) -> W
     return hook
 
 
-def create_webhook(session: Session, project: Project, data: WebhookCreate) -> Webhook:
+def check_target(policy: TargetPolicy, url: str) -> None:
+    """Refuse (422) a URL whose host is or resolves to an address webhooks may not reach."""
+    try:
+        policy.check_url(url)
+    except RefusedAddress as e:
+        raise ValidationFailed(
+            f"The webhook url is refused: {e}. Webhooks may reach public addresses only, "
+            "and the networks listed in TAG2MASK_WEBHOOK_ALLOW_NETWORKS.",
+            [{"loc": ["body", "url"], "msg": str(e), "type": "refused_address"}],
+        ) from e
+
+
+def create_webhook(
+    session: Session, project: Project, data: WebhookCreate, policy: TargetPolicy
+) -> Webhook:
+    check_target(policy, data.url)
     hook = Webhook(
         project_id=project.id,
         url=data.url,

@@ -15,6 +15,8 @@ WEBHOOK_EVENTS = ("job.finished", "mask.reviewed")
 
 class Webhook(Base):
     __tablename__ = "webhooks"
+    # Ids are never given again after a delete (SQLite reuses max(rowid) + 1 without it).
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(
@@ -32,6 +34,7 @@ class WebhookDelivery(Base):
     __table_args__ = (
         Index("ix_webhook_deliveries_status_next_attempt_at", "status", "next_attempt_at"),
         Index("ix_webhook_deliveries_webhook_id_id", "webhook_id", "id"),
+        {"sqlite_autoincrement": True},  # receivers deduplicate on the id: never reused
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -41,6 +44,7 @@ class WebhookDelivery(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")  # pending|delivered|failed
     attempts: Mapped[int] = mapped_column(default=0)
     last_status_code: Mapped[int | None]
+    # A failure category (worker/webhook_dispatch.py), never the receiver's answer.
     last_error: Mapped[str | None] = mapped_column(Text)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,23 +1,16 @@
 """Webhooks: registration rules, the outbox, and signed deliveries to a real HTTP receiver.
 
-The receiver is a real `http.server` on 127.0.0.1; the dispatcher is called directly (with a
-fixed clock where timing matters) after the app's own dispatcher thread is stopped, and the
-loop thread is checked on its own.
+The receiver is a real `http.server` on 127.0.0.1, a network the operator must allow
+(TAG2MASK_WEBHOOK_ALLOW_NETWORKS; what is refused without it: test_webhook_security.py).
+The dispatcher is called directly (with a fixed clock where timing matters) after the app's
+own dispatcher thread is stopped, and the loop thread is checked on its own.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select
@@ -25,147 +18,27 @@ from sqlalchemy import func, select
 from app.services.webhooks import enqueue_event
 from app.tables import WebhookDelivery, utcnow
 from tests.fixtures.build import make_project
-from worker.webhook_dispatch import WebhookDispatcher, deliver_due
-
-# --- a real receiver -------------------------------------------------------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Receiver:
-    """An HTTP server on a free 127.0.0.1 port that records every request.
-
-    It answers `fail_status` to the first `fail_first` requests (to all when `always_fail`),
-    200 afterwards; `delay_s` makes it slow.
-    """
-
-    def __init__(
-        self,
-        fail_first: int = 0,
-        always_fail: bool = False,
-        fail_status: int = 500,
-        delay_s: float = 0.0,
-    ) -> None:
-        self.fail_first, self.always_fail = fail_first, always_fail
-        self.fail_status, self.delay_s = fail_status, delay_s
-        self.requests: list[Received] = []
-        self._lock = threading.Lock()
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-                with receiver._lock:
-                    receiver.requests.append(
-                        Received(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-                    )
-                    n = len(receiver.requests)
-                if receiver.delay_s:
-                    time.sleep(receiver.delay_s)
-                failing = receiver.always_fail or n <= receiver.fail_first
-                status = receiver.fail_status if failing else 200
-                reply = b"receiver says no" if failing else b"ok"
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(reply)))
-                self.end_headers()
-                self.wfile.write(reply)
-
-            def log_message(self, *_args: Any) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self.port = self._server.server_address[1]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        )
-        self._thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hook"
-
-    def received(self) -> list[Received]:
-        with self._lock:
-            return list(self.requests)
-
-    def close(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+from tests.fixtures.webhooks import (
+    LOOPBACK_ALLOWED,
+    bearer,
+    closed_port,
+    deliver,
+    emit,
+    local_policy,
+    log_of,
+    quiet_app,
+    register,
+    register_ok,
+    signature_ok,
+    ts,
+)
+from worker.webhook_dispatch import WebhookDispatcher
 
 
 @pytest.fixture
-def receiver() -> Iterator[Callable[..., Receiver]]:
-    made: list[Receiver] = []
-
-    def _make(**kw: Any) -> Receiver:
-        r = Receiver(**kw)
-        made.append(r)
-        return r
-
-    yield _make
-    for r in made:
-        r.close()
-
-
-def closed_port() -> int:
-    """A port on 127.0.0.1 that nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def signature_ok(secret: str, req: Received) -> bool:
-    """The documented scheme, recomputed here independently of the dispatcher's code."""
-    ts = req.headers["x-tag2mask-timestamp"]
-    mac = hmac.new(secret.encode(), f"{ts}.".encode() + req.body, hashlib.sha256).hexdigest()
-    return hmac.compare_digest(req.headers["x-tag2mask-signature"], f"sha256={mac}")
-
-
-# --- helpers ---------------------------------------------------------------------------------
-
-
-def bearer(key: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {key}"}
-
-
-def register(client, headers, pid, url, **body) -> Any:
-    return client.post(f"/v1/projects/{pid}/webhooks", json={"url": url, **body}, headers=headers)
-
-
-def register_ok(client, headers, pid, url, **body) -> dict[str, Any]:
-    r = register(client, headers, pid, url, **body)
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def quiet_app(client) -> Any:
-    """Stop the app's own dispatcher thread (so tests drive deliveries) and give its sessions."""
-    client.app.state.runner.webhook_dispatcher.stop()
-    return client.app.state.sessionmaker
-
-
-def emit(factory, project_id: int, event: str = "job.finished", **payload: Any) -> int:
-    with factory.begin() as s:
-        return enqueue_event(s, project_id, event, payload or {"job_id": 1})
-
-
-def log_of(client, headers, webhook_id: int, **params: Any) -> list[dict[str, Any]]:
-    r = client.get(f"/v1/webhooks/{webhook_id}/deliveries", params=params, headers=headers)
-    assert r.status_code == 200, r.text
-    return r.json()["items"]
-
-
-def ts(value: str) -> datetime:
-    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+def client(make_client):
+    """The app of an operator who allowed the loopback network the receivers listen on."""
+    return make_client(webhook_allow_networks=LOOPBACK_ALLOWED)
 
 
 # --- registration ----------------------------------------------------------------------------
@@ -322,7 +195,7 @@ def test_delivery_is_signed_and_logged(client, admin, receiver):
     emit(factory, pid, "mask.reviewed", mask_id=5, review_state="accepted")
 
     before = time.time()
-    assert deliver_due(factory) == 1
+    assert deliver(factory) == 1
     [req] = rx.received()
     assert req.path == "/hook"
     assert req.headers["content-type"] == "application/json"
@@ -340,7 +213,7 @@ def test_delivery_is_signed_and_logged(client, admin, receiver):
     assert entry["last_status_code"] == 200 and entry["last_error"] is None
     assert entry["delivered_at"] is not None and entry["next_attempt_at"] is None
     # delivered once: nothing more is due
-    assert deliver_due(factory) == 0
+    assert deliver(factory) == 0
     assert len(rx.received()) == 1
 
 
@@ -353,22 +226,22 @@ def test_failing_receiver_is_retried_with_backoff_until_it_succeeds(client, admi
     t0 = utcnow()
     opts = {"backoff_base_s": 10.0, "max_attempts": 5}
 
-    assert deliver_due(factory, now=t0, **opts) == 1
+    assert deliver(factory, now=t0, **opts) == 1
     [entry] = log_of(client, admin, hook["id"])
     assert entry["status"] == "pending" and entry["attempts"] == 1
-    assert entry["last_status_code"] == 500 and entry["last_error"] == "HTTP 500: receiver says no"
+    assert entry["last_status_code"] == 500 and entry["last_error"] == "http_status"
     t1 = ts(entry["next_attempt_at"])
     assert t0 + timedelta(seconds=10) <= t1 <= t0 + timedelta(seconds=20)  # 10 * 2**1, jittered
-    assert deliver_due(factory, now=t1 - timedelta(seconds=1), **opts) == 0  # not due yet
+    assert deliver(factory, now=t1 - timedelta(seconds=1), **opts) == 0  # not due yet
 
-    assert deliver_due(factory, now=t1, **opts) == 1
+    assert deliver(factory, now=t1, **opts) == 1
     [entry] = log_of(client, admin, hook["id"])
     assert entry["status"] == "pending" and entry["attempts"] == 2
     assert entry["last_status_code"] == 500
     t2 = ts(entry["next_attempt_at"])
     assert t1 + timedelta(seconds=20) <= t2 <= t1 + timedelta(seconds=40)  # 10 * 2**2
 
-    assert deliver_due(factory, now=t2, **opts) == 1
+    assert deliver(factory, now=t2, **opts) == 1
     [entry] = log_of(client, admin, hook["id"])
     assert entry["status"] == "delivered" and entry["attempts"] == 3
     assert entry["last_status_code"] == 200 and entry["last_error"] is None
@@ -376,7 +249,7 @@ def test_failing_receiver_is_retried_with_backoff_until_it_succeeds(client, admi
     assert len(reqs) == 3
     assert {r.headers["x-tag2mask-delivery"] for r in reqs} == {str(entry["id"])}
     assert all(signature_ok(hook["secret"], r) for r in reqs)
-    assert deliver_due(factory, now=t2 + timedelta(days=1), **opts) == 0
+    assert deliver(factory, now=t2 + timedelta(days=1), **opts) == 0
 
 
 def test_receiver_that_always_fails_ends_failed_after_max_attempts(client, admin, receiver):
@@ -388,13 +261,13 @@ def test_receiver_that_always_fails_ends_failed_after_max_attempts(client, admin
     later = utcnow()
     for attempt in (1, 2, 3):
         later += timedelta(hours=2)  # past any backoff
-        assert deliver_due(factory, now=later, max_attempts=3) == 1
+        assert deliver(factory, now=later, max_attempts=3) == 1
         [entry] = log_of(client, admin, hook["id"])
         assert entry["attempts"] == attempt
     assert entry["status"] == "failed" and entry["last_status_code"] == 503
-    assert entry["last_error"] == "HTTP 503: receiver says no"
+    assert entry["last_error"] == "http_status"
     assert entry["next_attempt_at"] is None and entry["delivered_at"] is None
-    assert deliver_due(factory, now=later + timedelta(days=30), max_attempts=3) == 0
+    assert deliver(factory, now=later + timedelta(days=30), max_attempts=3) == 0
     assert len(rx.received()) == 3
 
 
@@ -404,11 +277,11 @@ def test_unreachable_receiver_records_the_network_error(client, admin):
     hook = register_ok(client, admin, pid, f"http://127.0.0.1:{closed_port()}/hook")
     emit(factory, pid)
     t0 = utcnow()
-    assert deliver_due(factory, now=t0, backoff_base_s=1.0) == 1
+    assert deliver(factory, now=t0, backoff_base_s=1.0) == 1
     [entry] = log_of(client, admin, hook["id"])
     assert entry["status"] == "pending" and entry["attempts"] == 1
     assert entry["last_status_code"] is None
-    assert entry["last_error"].startswith("ConnectError")
+    assert entry["last_error"] == "unreachable"
     assert ts(entry["next_attempt_at"]) <= t0 + timedelta(seconds=2)
 
 
@@ -419,11 +292,11 @@ def test_slow_receiver_times_out(client, admin, receiver):
     hook = register_ok(client, admin, pid, rx.url)
     emit(factory, pid)
     started = time.monotonic()
-    assert deliver_due(factory, timeout_s=0.3) == 1
+    assert deliver(factory, timeout_s=0.3) == 1
     assert time.monotonic() - started < 1.4
     [entry] = log_of(client, admin, hook["id"])
     assert entry["status"] == "pending" and entry["last_status_code"] is None
-    assert "Timeout" in entry["last_error"]
+    assert entry["last_error"] == "unreachable"
 
 
 def test_concurrent_dispatchers_send_each_delivery_once(client, admin, receiver):
@@ -437,7 +310,7 @@ def test_concurrent_dispatchers_send_each_delivery_once(client, admin, receiver)
 
     def work() -> None:
         try:
-            while deliver_due(factory, batch_size=2):
+            while deliver(factory, batch_size=2):
                 pass
         except BaseException as e:
             errors.append(e)
@@ -461,7 +334,9 @@ def test_dispatcher_thread_retries_until_delivered(client, admin, receiver):
     pid = make_project(client, admin)["id"]
     hook = register_ok(client, admin, pid, rx.url)
     emit(factory, pid)
-    dispatcher = WebhookDispatcher(factory, interval_s=0.05, backoff_base_s=0.01).start()
+    dispatcher = WebhookDispatcher(
+        factory, interval_s=0.05, backoff_base_s=0.01, policy=local_policy()
+    ).start()
     try:
         deadline = time.monotonic() + 20
         while log_of(client, admin, hook["id"])[0]["status"] != "delivered":

@@ -1,8 +1,12 @@
 """`job.finished` webhooks from real jobs: the thread runner (whose own dispatcher thread
-sends them) and a real `tag2mask worker` (whose dispatcher runs beside Celery)."""
+sends them) and a real `tag2mask worker` (whose dispatcher runs beside Celery).
+
+The receivers listen on 127.0.0.1, which the API and the worker must be told to allow
+(TAG2MASK_WEBHOOK_ALLOW_NETWORKS)."""
 
 from __future__ import annotations
 
+import json
 import time
 from datetime import datetime
 
@@ -10,11 +14,21 @@ import pytest
 from sqlalchemy import func, select
 
 from app.tables import WebhookDelivery
-from tests.api.test_webhooks import Receiver, log_of, receiver, register_ok, signature_ok
 from tests.fixtures.build import make_project
+from tests.fixtures.webhooks import LOOPBACK_ALLOWED, Receiver, log_of, register_ok, signature_ok
 from tests.worker.conftest import poll_job, wait_for
 
-__all__ = ["receiver"]  # the fixture, imported for this module's tests
+
+@pytest.fixture
+def client(make_client):
+    return make_client(webhook_allow_networks=LOOPBACK_ALLOWED)
+
+
+@pytest.fixture
+def settings_env(settings_env, monkeypatch):
+    """Also allow loopback in the environment, which `start_worker` copies when it starts."""
+    monkeypatch.setenv("TAG2MASK_WEBHOOK_ALLOW_NETWORKS", json.dumps(LOOPBACK_ALLOWED))
+    return settings_env
 
 
 def start(client, headers, pid, kind="sleep", **params):
@@ -96,7 +110,8 @@ def test_no_delivery_without_a_subscribed_webhook(client, admin, receiver):
 
 @pytest.mark.slow
 def test_celery_worker_sends_job_finished(make_client, settings_env, admin, receiver, start_worker):
-    api = make_client(**settings_env)  # the API in celery mode dispatches nothing itself
+    # the API in celery mode dispatches nothing itself; the worker reads the environment
+    api = make_client(**settings_env, webhook_allow_networks=LOOPBACK_ALLOWED)
     rx: Receiver = receiver()
     pid = make_project(api, admin)["id"]
     hook = register_ok(api, admin, pid, rx.url)

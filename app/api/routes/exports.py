@@ -8,6 +8,7 @@ from fastapi.responses import FileResponse
 from app.api.deps import CurrentKey, SessionDep
 from app.api.http_cache import CACHE_CONTROL, etag_for, not_modified
 from app.errors import NotFound
+from app.schemas.common import DbInt
 from app.services.jobs import get_job_or_raise
 from app.tables import ACTIVE_STATUSES, Job
 from worker.export_formats import WRITERS
@@ -29,7 +30,7 @@ def _no_result(job: Job) -> NotFound:
     response_class=FileResponse,
     responses={304: {"description": "Not modified"}, 404: {"description": "No result (yet)"}},
 )
-def job_result(job_id: int, request: Request, session: SessionDep, who: CurrentKey) -> Response:
+def job_result(job_id: DbInt, request: Request, session: SessionDep, who: CurrentKey) -> Response:
     """The job's result file, e.g. an export; 404 while it runs or when it made none."""
     job = get_job_or_raise(session, job_id, who)
     if job.status != "succeeded" or job.result_key is None:

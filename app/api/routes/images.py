@@ -30,7 +30,7 @@ from app.api.lean import (
 from app.api.list_cache import ListPageCache, page_etag
 from app.errors import ApiError, ValidationFailed, error_body
 from app.pg_reads import PgReader
-from app.schemas.common import Page
+from app.schemas.common import DbInt, Page
 from app.schemas.image import BatchItem, BatchResult, ImageOut, TagsIn
 from app.services import image_list as pages
 from app.services import images as svc
@@ -52,7 +52,7 @@ _PAGE = TypeAdapter(Page[ImageOut])
 
 @router.post("/v1/projects/{project_id}/images", status_code=201, response_model=ImageOut)
 async def upload_image(
-    project_id: int,
+    project_id: DbInt,
     request: Request,
     who: LeanAnnotator,
     file: Annotated[UploadFile, File()],
@@ -97,7 +97,7 @@ def _upload_in_uow(
 async def _lean_upload(
     request: Request,
     writer: PgReader,
-    project_id: int,
+    project_id: DbInt,
     who: Principal,
     upload: svc.Upload,
     settings: Settings,
@@ -163,7 +163,7 @@ def _parse_manifest(raw: str) -> dict[str, dict[str, object]]:
 
 @router.post("/v1/projects/{project_id}/images/batch", response_model=BatchResult)
 def upload_batch(
-    project_id: int,
+    project_id: DbInt,
     uow: UowDep,
     settings: SettingsDep,
     who: Annotator,
@@ -213,7 +213,7 @@ def upload_batch(
 
 @router.get("/v1/projects/{project_id}/images", response_model=Page[ImageOut])
 async def list_images(
-    project_id: int,
+    project_id: DbInt,
     request: Request,
     who: LeanKey,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -318,25 +318,25 @@ def _page_response(body: bytes, etag: str) -> Response:
 
 
 @router.get("/v1/images/{image_id}", response_model=ImageOut)
-def get_image(image_id: int, session: SessionDep, who: CurrentKey) -> ImageOut:
+def get_image(image_id: DbInt, session: SessionDep, who: CurrentKey) -> ImageOut:
     return svc.image_view(session, svc.get_image_or_raise(session, image_id, who))
 
 
 @router.get("/v1/images/{image_id}/file")
-async def get_image_file(image_id: int, request: Request, who: LeanKey) -> Response:
+async def get_image_file(image_id: DbInt, request: Request, who: LeanKey) -> Response:
     row = await lean_first(request, svc.IMAGE_FILE, {"image_id": image_id})
     image = svc.check_image_file(row, image_id, who)
     return await blob_response(request, image.blob_key, image.content_type)
 
 
 @router.put("/v1/images/{image_id}/tags", response_model=ImageOut)
-def put_tags(image_id: int, body: TagsIn, session: SessionDep, who: Annotator) -> ImageOut:
+def put_tags(image_id: DbInt, body: TagsIn, session: SessionDep, who: Annotator) -> ImageOut:
     image = svc.get_image_or_raise(session, image_id, who)
     project = get_project_or_raise(session, image.project_id, who)
     return svc.image_view(session, svc.set_tags(session, image, project, body.tags))
 
 
 @router.delete("/v1/images/{image_id}", status_code=204)
-def delete_image(image_id: int, uow: UowDep, who: Annotator) -> Response:
+def delete_image(image_id: DbInt, uow: UowDep, who: Annotator) -> Response:
     svc.delete_image(uow, svc.get_image_or_raise(uow.session, image_id, who))
     return Response(status_code=204)

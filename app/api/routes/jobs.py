@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import Annotator, CurrentKey, SessionDep, UowDep
 from app.errors import ValidationFailed
+from app.schemas.common import DbInt
 from app.schemas.job import JobCreate, JobEventOut, JobOut
 from app.services import jobs as svc
 from app.services.projects import get_project_or_raise
@@ -19,7 +20,7 @@ router = APIRouter(tags=["jobs"])
 
 @router.post("/v1/projects/{project_id}/jobs", status_code=202, response_model=JobOut)
 def start_job(
-    project_id: int, body: JobCreate, request: Request, uow: UowDep, who: Annotator
+    project_id: DbInt, body: JobCreate, request: Request, uow: UowDep, who: Annotator
 ) -> JSONResponse:
     project = get_project_or_raise(uow.session, project_id, who)
     try:
@@ -42,16 +43,16 @@ def start_job(
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: int, session: SessionDep, who: CurrentKey) -> JobOut:
+def get_job(job_id: DbInt, session: SessionDep, who: CurrentKey) -> JobOut:
     return svc.job_out(svc.get_job_or_raise(session, job_id, who))
 
 
 @router.get("/v1/jobs/{job_id}/events", response_model=dict[str, list[JobEventOut]])
 def job_events(
-    job_id: int,
+    job_id: DbInt,
     session: SessionDep,
     who: CurrentKey,
-    after: Annotated[int, Query(ge=0)] = 0,
+    after: Annotated[DbInt, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, list[JobEventOut]]:
     job = svc.get_job_or_raise(session, job_id, who)
@@ -61,14 +62,14 @@ def job_events(
 
 
 @router.post("/v1/jobs/{job_id}/cancel", status_code=202, response_model=JobOut)
-def cancel_job(job_id: int, session: SessionDep, who: Annotator) -> JobOut:
+def cancel_job(job_id: DbInt, session: SessionDep, who: Annotator) -> JobOut:
     job = svc.get_job_or_raise(session, job_id, who)
     return svc.job_out(svc.request_cancel(session, job))
 
 
 @router.get("/v1/projects/{project_id}/jobs", response_model=dict[str, list[JobOut]])
 def list_jobs(
-    project_id: int,
+    project_id: DbInt,
     session: SessionDep,
     who: CurrentKey,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,

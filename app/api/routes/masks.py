@@ -13,6 +13,7 @@ from app.api.deps import Annotator, SettingsDep, UowDep
 from app.api.http_cache import CACHE_CONTROL, etag_for, not_modified
 from app.api.lean import LeanKey, blob_response, lean_first, lean_rows, mask_rles
 from app.imaging import decode_png_array, decode_rgb, named_rle, overlay_png
+from app.schemas.common import DbInt
 from app.schemas.image import MaskOut
 from app.services.images import get_image_or_raise
 from app.services.masks import (
@@ -42,7 +43,7 @@ def mask_out(m: Mask) -> MaskOut:
 
 @router.put("/mask", response_model=MaskOut)
 def put_mask(
-    image_id: int,
+    image_id: DbInt,
     uow: UowDep,
     settings: SettingsDep,
     who: Annotator,
@@ -58,7 +59,7 @@ def put_mask(
 
 @router.get("/mask", response_model=None)
 async def get_mask(
-    image_id: int,
+    image_id: DbInt,
     request: Request,
     who: LeanKey,
     source: Literal["best", "human", "pseudo"] = "best",
@@ -111,7 +112,7 @@ async def get_mask(
 
 
 @router.get("/confidence")
-async def get_confidence(image_id: int, request: Request, who: LeanKey) -> Response:
+async def get_confidence(image_id: DbInt, request: Request, who: LeanKey) -> Response:
     row = await lean_first(request, LATEST_CONFIDENCE, {"image_id": image_id})
     m = check_confidence(row, image_id, who)
     return await blob_response(

@@ -6,6 +6,7 @@ from fastapi import APIRouter
 
 from app.api.deps import Admin, CurrentKey, SessionDep
 from app.errors import Forbidden
+from app.schemas.common import DbInt
 from app.schemas.project import CategoryCreate, CategoryOut, ProjectCreate, ProjectOut
 from app.services import projects as svc
 from app.tables import Category, Project
@@ -39,13 +40,13 @@ def list_projects(session: SessionDep, who: CurrentKey) -> dict[str, list[Projec
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
-def get_project(project_id: int, session: SessionDep, who: CurrentKey) -> ProjectOut:
+def get_project(project_id: DbInt, session: SessionDep, who: CurrentKey) -> ProjectOut:
     return project_out(svc.get_project_or_raise(session, project_id, who))
 
 
 @router.post("/{project_id}/categories", status_code=201, response_model=CategoryOut)
 def add_category(
-    project_id: int, body: CategoryCreate, session: SessionDep, who: Admin
+    project_id: DbInt, body: CategoryCreate, session: SessionDep, who: Admin
 ) -> CategoryOut:
     project = svc.get_project_or_raise(session, project_id, who)
     return category_out(svc.add_category(session, project, body))

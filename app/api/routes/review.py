@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from app.api.deps import Annotator, CurrentKey, SessionDep, SettingsDep, UowDep
 from app.api.http_cache import CACHE_CONTROL, etag_for, not_modified
 from app.errors import ApiError, NotFound, error_body
-from app.schemas.common import Page
+from app.schemas.common import DbInt, Page
 from app.schemas.review import (
     BatchReviewIn,
     BatchReviewResult,
@@ -38,7 +38,7 @@ def _detail(session, mask: Mask) -> MaskDetail:
 
 @router.get("/v1/projects/{project_id}/review-queue", response_model=Page[ReviewQueueItem])
 def review_queue(
-    project_id: int,
+    project_id: DbInt,
     session: SessionDep,
     who: CurrentKey,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -62,19 +62,19 @@ def review_queue(
 
 
 @router.get("/v1/masks/{mask_id}", response_model=MaskDetail)
-def get_mask(mask_id: int, session: SessionDep, who: CurrentKey) -> MaskDetail:
+def get_mask(mask_id: DbInt, session: SessionDep, who: CurrentKey) -> MaskDetail:
     return _detail(session, svc.get_mask_or_raise(session, mask_id, who))
 
 
 @router.post("/v1/masks/{mask_id}/review", response_model=MaskDetail)
-def review_mask(mask_id: int, body: ReviewIn, session: SessionDep, who: Annotator) -> MaskDetail:
+def review_mask(mask_id: DbInt, body: ReviewIn, session: SessionDep, who: Annotator) -> MaskDetail:
     mask = svc.get_mask_or_raise(session, mask_id, who)
     return _detail(session, svc.review_mask(session, mask, body.decision, body.comment, who))
 
 
 @router.post("/v1/projects/{project_id}/reviews", response_model=dict[str, list[BatchReviewResult]])
 def review_batch(
-    project_id: int, body: BatchReviewIn, uow: UowDep, who: Annotator
+    project_id: DbInt, body: BatchReviewIn, uow: UowDep, who: Annotator
 ) -> dict[str, list[BatchReviewResult]]:
     """Many decisions at once; each stands or falls alone."""
     session = uow.session
@@ -102,7 +102,7 @@ def review_batch(
 
 @router.post("/v1/masks/{mask_id}/correction", response_model=MaskDetail, status_code=201)
 def correct_mask(
-    mask_id: int,
+    mask_id: DbInt,
     uow: UowDep,
     settings: SettingsDep,
     who: Annotator,
@@ -126,7 +126,7 @@ def correct_mask(
 
 @router.get("/v1/images/{image_id}/masks", response_model=dict[str, list[MaskDetail]])
 def mask_history(
-    image_id: int, session: SessionDep, who: CurrentKey
+    image_id: DbInt, session: SessionDep, who: CurrentKey
 ) -> dict[str, list[MaskDetail]]:
     """Every mask of the image, newest first: which run produced which mask, and its review."""
     from sqlalchemy import select
@@ -141,7 +141,7 @@ def mask_history(
 
 @router.get("/v1/projects/{project_id}/masks", response_model=Page[MaskDetail])
 def sync_masks(
-    project_id: int,
+    project_id: DbInt,
     session: SessionDep,
     who: CurrentKey,
     updated_since: datetime | None = None,
@@ -179,13 +179,15 @@ def _regions_response(request: Request, mask: Mask) -> Response:
 
 
 @router.get("/v1/masks/{mask_id}/regions", response_model=RegionScores)
-def mask_regions(mask_id: int, request: Request, session: SessionDep, who: CurrentKey) -> Response:
+def mask_regions(
+    mask_id: DbInt, request: Request, session: SessionDep, who: CurrentKey
+) -> Response:
     return _regions_response(request, svc.get_mask_or_raise(session, mask_id, who))
 
 
 @router.get("/v1/images/{image_id}/regions", response_model=RegionScores)
 def image_regions(
-    image_id: int, request: Request, session: SessionDep, who: CurrentKey
+    image_id: DbInt, request: Request, session: SessionDep, who: CurrentKey
 ) -> Response:
     """Region scores of the image's latest pseudo-mask."""
     image = get_image_or_raise(session, image_id, who)
@@ -197,7 +199,7 @@ def image_regions(
 
 @router.get("/v1/projects/{project_id}/suggestions", response_model=Suggestions)
 def suggestions(
-    project_id: int,
+    project_id: DbInt,
     session: SessionDep,
     who: CurrentKey,
     budget: Annotated[int, Query(ge=1, le=1000)] = 20,
