@@ -126,9 +126,17 @@ async def _lean_upload(
         raise
     if row is not None:
         return checked.view(project_id, row.id, now), True
-    # These bytes are already in the project (maybe from a concurrent upload).
+    # These bytes are already in the project (maybe from a concurrent upload): merge.
     view = await in_unit_of_work(
-        request, lambda uow: svc.existing_view(uow.session, project_id, checked.sha)
+        request,
+        lambda uow: svc.merge_existing(
+            uow,
+            project,
+            upload,
+            max_pixels=settings.max_image_pixels,
+            sha=checked.sha,
+            checked=checked,
+        ),
     )
     if view is None:
         raise AssertionError("insert skipped for a conflict that is not there")
