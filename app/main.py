@@ -15,7 +15,18 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from app.api.list_cache import CoalescedReads, ListPageCache, VersionReads, read_list_version
-from app.api.routes import exports, health, images, jobs, masks, projects, review, webhooks
+from app.api.responses import declare_errors
+from app.api.routes import (
+    exports,
+    health,
+    images,
+    jobs,
+    keys,
+    masks,
+    projects,
+    review,
+    webhooks,
+)
 from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker, max_connections
@@ -103,8 +114,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         review.router,
         exports.router,
         webhooks.router,
+        keys.router,
     ):
         app.include_router(router)
+    declare_errors(app)
 
     if settings.cors_origins:
         app.add_middleware(
