@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
+from app.api.http_errors import install_http_error_handlers
 from app.api.list_cache import CoalescedReads, ListPageCache, VersionReads, read_list_version
 from app.api.responses import declare_errors
 from app.api.routes import (
@@ -105,7 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry.register(JobCollector(lambda: read_job_stats(app.state.sessionmaker)))
 
     install_error_handlers(app)
-    for router in (
+    routers = (
         health.router,
         projects.router,
         images.router,
@@ -115,9 +116,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports.router,
         webhooks.router,
         keys.router,
-    ):
+    )
+    for router in routers:
+        declare_errors(router.routes)
         app.include_router(router)
-    declare_errors(app)
+    install_http_error_handlers(
+        app, [*app.router.routes, *(r for router in routers for r in router.routes)]
+    )
 
     if settings.cors_origins:
         app.add_middleware(

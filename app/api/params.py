@@ -6,10 +6,11 @@ An id past 2**63 - 1 overflows the database driver (a 500 before); bounded here 
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated
 
-from fastapi import Path
-from pydantic import Field, StrictInt
+from fastapi import Path, Query
+from pydantic import BeforeValidator, Field, StrictInt
 
 MAX_DB_INT = 2**63 - 1  # BIGINT and SQLite INTEGER; ids are never above it
 
@@ -24,3 +25,30 @@ KeyId = PathId
 
 # An id in a JSON body: an integer (not `false`), in range.
 BodyId = Annotated[StrictInt, Field(ge=1, le=MAX_DB_INT)]
+
+# An offset id in a query (`?after=`): 0 and up, in range.
+AfterId = Annotated[int, Query(ge=0, le=MAX_DB_INT, description="only items with a larger id")]
+
+# An opaque keyset cursor: only a `next_cursor` the API returned is valid (422 otherwise);
+# empty is the first page, as it always was.
+Cursor = Annotated[
+    str,
+    Query(
+        max_length=512,
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="a next_cursor from the previous page, passed back unchanged",
+    ),
+]
+
+
+def _not_a_number(value: object) -> object:
+    """A timestamp in ISO 8601 only: pydantic would also read `0.5` as Unix seconds, which
+    the schema (`format: date-time`) does not allow."""
+    if isinstance(value, int | float) or (
+        isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit()
+    ):
+        raise ValueError("must be an ISO 8601 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+IsoDatetime = Annotated[datetime, BeforeValidator(_not_a_number)]

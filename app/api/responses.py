@@ -8,11 +8,12 @@ what only they answer (409, 503) with `errors(...)`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
-from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from starlette.routing import BaseRoute
 
 from app.schemas.common import ErrorBody
 
@@ -33,8 +34,17 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {s: {"model": ErrorBody, "description": DESCRIPTIONS[s]} for s in statuses}
 
 
-def not_modified() -> dict[int | str, dict[str, Any]]:
+def declares_304() -> dict[int | str, dict[str, Any]]:
     return {304: {"description": DESCRIPTIONS[304]}}
+
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def ok_bytes(*media_types: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """A 200 whose body is bytes of one of `media_types` (and a 304 for its ETag)."""
+    content = {m: BINARY for m in media_types}
+    return {200: {"description": description, "content": content}, **declares_304()}
 
 
 def _calls(dependant: Dependant) -> set[str]:
@@ -54,9 +64,13 @@ def _calls(dependant: Dependant) -> set[str]:
 AUTH = {"current_principal", "lean_principal"}
 
 
-def declare_errors(app: FastAPI) -> None:
-    """Add the statuses each route answers by construction to its OpenAPI responses."""
-    for route in app.routes:
+def declare_errors(routes: Iterable[BaseRoute]) -> None:
+    """Add the statuses each route answers by construction to its OpenAPI responses.
+
+    Called on each router's own routes before it is included (FastAPI includes routers
+    lazily, so the app's route list holds the routers, not their routes).
+    """
+    for route in routes:
         if not isinstance(route, APIRoute):
             continue
         calls = _calls(route.dependant)

@@ -7,13 +7,15 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
+from app.api.params import BodyId
+
 Role = Literal["admin", "annotator", "viewer"]
 
 
 class KeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     role: Role
-    project_id: int | None = Field(
+    project_id: BodyId | None = Field(
         default=None, description="limit the key to one project (a scoped admin's own)"
     )
     name: Annotated[str, StringConstraints(max_length=200)] | None = None

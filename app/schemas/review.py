@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.api.params import BodyId
 from app.schemas.image import ImageOut
 
 Decision = Literal["accept", "reject"]
@@ -19,7 +20,7 @@ class ReviewIn(BaseModel):
 
 
 class BatchReviewItem(ReviewIn):
-    mask_id: int
+    mask_id: BodyId
 
 
 class BatchReviewIn(BaseModel):
