@@ -1,7 +1,8 @@
 """A short-lived in-process cache of authenticated keys, so hot read paths skip a query.
 
-Only successful look-ups are cached, for `ttl_s` seconds: a revoked key keeps working at
-most that long in each API process.
+Only successful look-ups are cached, for `ttl_s` seconds: a key revoked through this
+process's API is dropped at once (`drop_key`); one revoked elsewhere (another API process,
+the CLI) keeps working at most `ttl_s` in this one.
 """
 
 from __future__ import annotations
@@ -40,3 +41,10 @@ class PrincipalCache:
             if len(self._entries) >= self.max_entries:
                 self._entries.clear()
             self._entries[authorization] = (time.monotonic() + self.ttl_s, principal)
+
+    def drop_key(self, key_id: int) -> None:
+        """Forget every cached header of key `key_id` (it was just revoked)."""
+        with self._lock:
+            stale = [h for h, (_, p) in self._entries.items() if p.key_id == key_id]
+            for header in stale:
+                del self._entries[header]

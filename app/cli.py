@@ -1,4 +1,4 @@
-"""The `tag2mask` console script: serve, migrate, keys."""
+"""The `tag2mask` console script: serve, migrate, worker, jobs, keys."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import argparse
 import signal
 import sys
 
-from app import cli_jobs
+from app import cli_jobs, cli_keys
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.migrate import upgrade_head
 from app.serve import spawn_workers, stop_workers
@@ -61,24 +61,6 @@ def _cmd_migrate(_args: argparse.Namespace) -> int:
     settings = Settings()
     settings.ensure_dirs()
     upgrade_head(settings.db_url)
-    return 0
-
-
-def _cmd_keys_create(args: argparse.Namespace) -> int:
-    """Print the new key, and nothing else, on stdout."""
-    settings = Settings()
-    settings.ensure_dirs()
-    upgrade_head(settings.db_url)
-    engine = make_engine(settings.db_url, pool_size=1)
-    try:
-        with session_scope(make_sessionmaker(engine)) as s:
-            _, secret = create_key(s, args.role, args.project, args.name)
-    except Exception as e:  # an ApiError (unknown project) or a database error
-        print(f"error: {getattr(e, 'message', e)}", file=sys.stderr)
-        return 2
-    finally:
-        engine.dispose()
-    print(secret)
     return 0
 
 
@@ -159,12 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_jobs.add_parser(sub)
 
-    keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
-    create = keys.add_parser("create", help="create a key and print it (once)")
-    create.add_argument("--role", required=True, choices=["admin", "annotator", "viewer"])
-    create.add_argument("--project", type=int, default=None, help="limit the key to one project")
-    create.add_argument("--name", default=None)
-    create.set_defaults(func=_cmd_keys_create)
+    cli_keys.add_parser(sub)
     return parser
 
 

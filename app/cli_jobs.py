@@ -1,4 +1,8 @@
-"""`tag2mask jobs start|watch|cancel`: a REST client with a live progress bar."""
+"""`tag2mask jobs start|watch|cancel`: a REST client with a live progress bar.
+
+`--url` (default $TAG2MASK_URL, else http://127.0.0.1:8000) and `--key` (default
+$TAG2MASK_API_KEY) go before or after the subcommand.
+"""
 
 from __future__ import annotations
 
@@ -7,12 +11,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 from tqdm import tqdm
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
+DEFAULT_URL = "http://127.0.0.1:8000"
 
 
 def _client(args: argparse.Namespace) -> httpx.Client:
@@ -54,12 +60,13 @@ def _fmt_eta(seconds: float | None) -> str:
 def watch(client: httpx.Client, job_id: int, interval: float, out: Any = sys.stderr) -> dict:
     """Follow a job until it ends: a progress bar with stage and ETA, events as they come."""
     after = 0
+    # Asked before the bar is drawn: an unreachable server is one line, not a bar and a line.
+    job = _check(client.get(f"/v1/jobs/{job_id}"))
     bar = tqdm(
         total=1000, file=out, unit="‰", bar_format="{desc} |{bar}| {percentage:3.0f}% {postfix}"
     )
     try:
         while True:
-            job = _check(client.get(f"/v1/jobs/{job_id}"))
             events = _check(client.get(f"/v1/jobs/{job_id}/events", params={"after": after}))
             for ev in events["items"]:
                 after = ev["id"]
@@ -71,6 +78,7 @@ def watch(client: httpx.Client, job_id: int, interval: float, out: Any = sys.std
             if job["status"] in TERMINAL:
                 return job
             time.sleep(interval)
+            job = _check(client.get(f"/v1/jobs/{job_id}"))
     finally:
         bar.close()
 
@@ -101,10 +109,42 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _unreachable_is_one_line(cmd: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """Run `cmd`; a server that cannot be reached is one line on stderr and exit 3."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return cmd(args)
+        except httpx.TransportError as e:
+            reason = str(e) or type(e).__name__
+            print(
+                f"error: cannot reach the tag2mask API at {args.url} ({reason}); "
+                "is `tag2mask serve` running there? (set --url or TAG2MASK_URL)",
+                file=sys.stderr,
+            )
+            return 3
+
+    return run
+
+
+def _connection_args(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """--url and --key; on the subcommands without defaults, so they override the parent's."""
+    url_default = os.environ.get("TAG2MASK_URL", DEFAULT_URL) if defaults else argparse.SUPPRESS
+    parser.add_argument(
+        "--url",
+        default=url_default,
+        help=f"the API's base URL (default: $TAG2MASK_URL, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--key",
+        default=None if defaults else argparse.SUPPRESS,
+        help="API key (default: $TAG2MASK_API_KEY)",
+    )
+
+
 def add_parser(sub: Any) -> None:
     jobs = sub.add_parser("jobs", help="start, watch and cancel jobs over the REST API")
-    jobs.add_argument("--url", default=os.environ.get("TAG2MASK_URL", "http://127.0.0.1:8000"))
-    jobs.add_argument("--key", default=None, help="API key (default: $TAG2MASK_API_KEY)")
+    _connection_args(jobs, defaults=True)
     jsub = jobs.add_subparsers(dest="jobs_cmd", required=True)
     start = jsub.add_parser("start", help="start a job and print its id")
     start.add_argument("--project", type=int, required=True)
@@ -113,11 +153,13 @@ def add_parser(sub: Any) -> None:
     start.add_argument("--allow-concurrent", action="store_true")
     start.add_argument("--watch", action="store_true", help="follow it with a progress bar")
     start.add_argument("--interval", type=float, default=1.0)
-    start.set_defaults(func=cmd_start)
+    start.set_defaults(func=_unreachable_is_one_line(cmd_start))
     w = jsub.add_parser("watch", help="live progress bar and events until the job ends")
     w.add_argument("job", type=int)
     w.add_argument("--interval", type=float, default=1.0)
-    w.set_defaults(func=cmd_watch)
+    w.set_defaults(func=_unreachable_is_one_line(cmd_watch))
     c = jsub.add_parser("cancel", help="ask a job to stop")
     c.add_argument("job", type=int)
-    c.set_defaults(func=cmd_cancel)
+    c.set_defaults(func=_unreachable_is_one_line(cmd_cancel))
+    for p in (start, w, c):
+        _connection_args(p, defaults=False)

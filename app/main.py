@@ -14,8 +14,20 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
+from app.api.http_errors import install_http_error_handlers
 from app.api.list_cache import CoalescedReads, ListPageCache, VersionReads, read_list_version
-from app.api.routes import exports, health, images, jobs, masks, projects, review, webhooks
+from app.api.responses import declare_errors
+from app.api.routes import (
+    exports,
+    health,
+    images,
+    jobs,
+    keys,
+    masks,
+    projects,
+    review,
+    webhooks,
+)
 from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker, max_connections
@@ -97,7 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     registry.register(JobCollector(lambda: read_job_stats(app.state.sessionmaker)))
 
     install_error_handlers(app)
-    for router in (
+    routers = (
         health.router,
         projects.router,
         images.router,
@@ -106,8 +118,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         review.router,
         exports.router,
         webhooks.router,
-    ):
+        keys.router,
+    )
+    for router in routers:
+        declare_errors(router.routes)
         app.include_router(router)
+    install_http_error_handlers(
+        app, [*app.router.routes, *(r for router in routers for r in router.routes)]
+    )
 
     if settings.cors_origins:
         app.add_middleware(

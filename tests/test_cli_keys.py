@@ -91,3 +91,43 @@ class TestKeysCreate:
         assert proc.stdout == ""
         assert "999999" in proc.stderr
         assert api_key_rows(pg_url) == []
+
+
+def cli_key(pg_url: str, data_dir: Path, *args: str) -> str:
+    proc = run_cli(["keys", "create", *args], pg_url, data_dir)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+class TestKeysListAndRevoke:
+    def test_create_says_where_on_stderr(self, pg_url, db_url, tmp_path):
+        proc = run_cli(["keys", "create", "--role", "viewer"], pg_url, tmp_path)
+        assert proc.returncode == 0
+        assert str(tmp_path) in proc.stderr and "database postgresql" in proc.stderr
+        assert proc.stdout.startswith("t2m_") and proc.stdout.count("\n") == 1
+
+    def test_list_shows_keys_without_secrets_or_hashes(self, pg_url, db_url, tmp_path):
+        key = cli_key(pg_url, tmp_path, "--role", "annotator", "--name", "anna")
+        proc = run_cli(["keys", "list"], pg_url, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        lines = proc.stdout.strip().split("\n")
+        assert lines[0].split()[:4] == ["id", "role", "project", "prefix"]
+        assert len(lines) == 2 and "annotator" in lines[1] and "anna" in lines[1]
+        assert key not in proc.stdout
+        assert hashlib.sha256(key.encode()).hexdigest() not in proc.stdout
+
+    def test_revoke_then_401(self, pg_url, db_url, tmp_path, make_client):
+        client = make_client(auth_cache_ttl_s=0)
+        key = cli_key(pg_url, tmp_path, "--role", "viewer")
+        assert client.get("/v1/projects", headers=bearer(key)).status_code == 200
+        key_id = api_key_rows(pg_url)[0]["id"]
+        proc = run_cli(["keys", "revoke", str(key_id)], pg_url, tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert f"revoked key {key_id}" in proc.stderr
+        assert client.get("/v1/projects", headers=bearer(key)).status_code == 401
+        listed = run_cli(["keys", "list", "--no-all"], pg_url, tmp_path)
+        assert listed.stdout.strip().split("\n")[1:] == []
+
+    def test_revoke_unknown_key(self, pg_url, db_url, tmp_path):
+        proc = run_cli(["keys", "revoke", "424242"], pg_url, tmp_path)
+        assert proc.returncode == 2 and "424242" in proc.stderr and proc.stdout == ""

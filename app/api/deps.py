@@ -131,6 +131,7 @@ def require_role(role: str) -> Callable[[Principal], Principal]:
         who.require(role)
         return who
 
+    _check.required_role = role  # type: ignore[attr-defined]  # read by app/api/responses.py
     return _check
 
 

@@ -9,8 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 MAX_CATEGORIES = 254  # indices 1..254; 0 is background and 255 means unlabeled
 
+# The pattern asks for a character that is neither a comma nor a space, so a name that
+# strips to nothing is refused by the schema, not only after stripping.
 CategoryName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^,]+$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^,]*[^,\s][^,]*$"
+    ),
 ]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
 
@@ -23,7 +28,10 @@ class CategoryCreate(BaseModel):
 
 class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    name: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+    name: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"\S"),
+    ]
     categories: list[CategoryCreate] = Field(default_factory=list, max_length=MAX_CATEGORIES)
 
     @field_validator("categories")

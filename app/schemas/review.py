@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.schemas.common import StrictDbInt
+from app.api.params import BodyId
 from app.schemas.image import ImageOut
 
 Decision = Literal["accept", "reject"]
@@ -20,7 +20,7 @@ class ReviewIn(BaseModel):
 
 
 class BatchReviewItem(ReviewIn):
-    mask_id: StrictDbInt
+    mask_id: BodyId
 
 
 class BatchReviewIn(BaseModel):

@@ -1,4 +1,4 @@
-"""API keys: create (secret returned once) and authenticate."""
+"""API keys: create (secret returned once), list, revoke and authenticate."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.auth import generate_key, hash_key
-from app.errors import NotFound, Unauthorized, ValidationFailed
+from app.errors import Conflict, Forbidden, NotFound, Unauthorized, ValidationFailed
 from app.services.scope import Principal
-from app.tables import ROLES, ApiKey, Project
+from app.tables import ROLES, ApiKey, Project, utcnow
 
 
 def create_key(
@@ -63,3 +63,42 @@ def authenticate(session: Session, authorization: str | None) -> Principal:
 
 def has_any_admin(session: Session) -> bool:
     return session.scalar(select(ApiKey.id).where(ApiKey.role == "admin").limit(1)) is not None
+
+
+def check_can_create(who: Principal, project_id: int | None) -> int | None:
+    """The project a key `who` creates is limited to: a scoped admin makes keys of its own
+    project only (never an unscoped one, which would be a way out of its scope)."""
+    if who.project_id is None:
+        return project_id
+    if project_id not in (None, who.project_id):
+        raise Forbidden(f"This key may only create keys of project {who.project_id}.")
+    return who.project_id
+
+
+def list_keys(session: Session, who: Principal, *, include_revoked: bool = True) -> list[ApiKey]:
+    """Keys `who` may manage, oldest first: all of them, or a scoped admin's project's."""
+    stmt = select(ApiKey).order_by(ApiKey.id)
+    if who.project_id is not None:
+        stmt = stmt.where(ApiKey.project_id == who.project_id)
+    if not include_revoked:
+        stmt = stmt.where(ApiKey.revoked_at.is_(None))
+    return list(session.scalars(stmt))
+
+
+def revoke_key(session: Session, key_id: int, who: Principal) -> ApiKey:
+    """Revoke a key (again: unchanged); 404 outside `who`'s scope, 409 for the caller's own.
+
+    A key cannot revoke itself: that is how an admin locks the last door by mistake.
+    """
+    row = session.get(ApiKey, key_id)
+    if row is None or not (who.project_id is None or row.project_id == who.project_id):
+        raise NotFound(f"API key {key_id} does not exist.")
+    if row.id == who.key_id:
+        raise Conflict(
+            "A key cannot revoke itself; use another admin key or `tag2mask keys revoke`.",
+            {"key_id": key_id},
+        )
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        session.flush()
+    return row

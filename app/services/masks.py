@@ -12,6 +12,7 @@ from app.errors import NotFound
 from app.imaging import decode_mask, encode_png, mask_stats
 from app.services.images import image_not_found
 from app.services.scope import Principal
+from app.services.tags import add_image_tags, painted_categories
 from app.tables import Image, Mask, Project
 from app.unit_of_work import UnitOfWork
 
@@ -27,7 +28,11 @@ def set_human_mask(
     max_pixels: int,
     corrected_from: Mask | None = None,
 ) -> Mask:
-    """Validate a class-index PNG and make it the image's human mask (replacing any)."""
+    """Validate a class-index PNG and make it the image's human mask (replacing any).
+
+    Categories the mask paints that the image is not tagged with become its tags too
+    (app/services/tags.painted_categories says why).
+    """
     arr = decode_mask(
         data,
         width=image.width,
@@ -37,6 +42,11 @@ def set_human_mask(
     )
     key = uow.put_blob(encode_png(arr))
     session = uow.session
+    have = {c.id for c in image.tags}
+    add_image_tags(
+        session, image.id, [c for c in painted_categories(project, arr) if c.id not in have]
+    )
+    session.expire(image, ["tags"])
     old = session.scalars(
         select(Mask).where(Mask.image_id == image.id, Mask.source == "human")
     ).all()

@@ -52,7 +52,8 @@ class TestUpload:
         second = upload(client, admin, project["id"], data, tags="dog", filename="other.png")
         assert first.status_code == 201 and second.status_code == 200
         assert second.json()["id"] == first.json()["id"]
-        assert second.json()["tags"] == ["cat"]  # the existing image, unchanged
+        assert second.json()["tags"] == ["cat", "dog"]  # merged (tests/api/test_reupload.py)
+        assert second.json()["filename"] == "img.png"  # the first upload's name stays
         assert [i["id"] for i in list_all_images(client, admin, project["id"])] == [
             first.json()["id"]
         ]

@@ -7,8 +7,9 @@ from fastapi.responses import FileResponse
 
 from app.api.deps import CurrentKey, SessionDep
 from app.api.http_cache import CACHE_CONTROL, etag_for, not_modified
+from app.api.params import JobId
+from app.api.responses import ok_bytes
 from app.errors import NotFound
-from app.schemas.common import DbInt
 from app.services.jobs import get_job_or_raise
 from app.tables import ACTIVE_STATUSES, Job
 from worker.export_formats import WRITERS
@@ -28,9 +29,12 @@ def _no_result(job: Job) -> NotFound:
 @router.get(
     "/v1/jobs/{job_id}/result",
     response_class=FileResponse,
-    responses={304: {"description": "Not modified"}, 404: {"description": "No result (yet)"}},
+    responses=ok_bytes(
+        *sorted({w.media_type for w in WRITERS.values()} | {"application/octet-stream"}),
+        description="The result file (an export: COCO or Label Studio JSON, a VOC zip)",
+    ),
 )
-def job_result(job_id: DbInt, request: Request, session: SessionDep, who: CurrentKey) -> Response:
+def job_result(job_id: JobId, request: Request, session: SessionDep, who: CurrentKey) -> Response:
     """The job's result file, e.g. an export; 404 while it runs or when it made none."""
     job = get_job_or_raise(session, job_id, who)
     if job.status != "succeeded" or job.result_key is None:

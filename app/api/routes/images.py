@@ -28,7 +28,10 @@ from app.api.lean import (
     lean_rows,
 )
 from app.api.list_cache import ListPageCache, page_etag
+from app.api.params import Cursor, ImageId, ProjectId
+from app.api.responses import declares_304, errors, ok_bytes
 from app.errors import ApiError, ValidationFailed, error_body
+from app.imaging import ALLOWED_FORMATS
 from app.pg_reads import PgReader
 from app.schemas.common import DbInt, Page
 from app.schemas.image import BatchItem, BatchResult, ImageOut, TagsIn
@@ -50,9 +53,17 @@ router = APIRouter(tags=["images"])
 _PAGE = TypeAdapter(Page[ImageOut])
 
 
-@router.post("/v1/projects/{project_id}/images", status_code=201, response_model=ImageOut)
+@router.post(
+    "/v1/projects/{project_id}/images",
+    status_code=201,
+    response_model=ImageOut,
+    responses={
+        200: {"model": ImageOut, "description": "The same bytes were there: that image, merged"},
+        **errors(409),
+    },
+)
 async def upload_image(
-    project_id: DbInt,
+    project_id: ProjectId,
     request: Request,
     who: LeanAnnotator,
     file: Annotated[UploadFile, File()],
@@ -126,9 +137,17 @@ async def _lean_upload(
         raise
     if row is not None:
         return checked.view(project_id, row.id, now), True
-    # These bytes are already in the project (maybe from a concurrent upload).
+    # These bytes are already in the project (maybe from a concurrent upload): merge.
     view = await in_unit_of_work(
-        request, lambda uow: svc.existing_view(uow.session, project_id, checked.sha)
+        request,
+        lambda uow: svc.merge_existing(
+            uow,
+            project,
+            upload,
+            max_pixels=settings.max_image_pixels,
+            sha=checked.sha,
+            checked=checked,
+        ),
     )
     if view is None:
         raise AssertionError("insert skipped for a conflict that is not there")
@@ -163,7 +182,7 @@ def _parse_manifest(raw: str) -> dict[str, dict[str, object]]:
 
 @router.post("/v1/projects/{project_id}/images/batch", response_model=BatchResult)
 def upload_batch(
-    project_id: DbInt,
+    project_id: ProjectId,
     uow: UowDep,
     settings: SettingsDep,
     who: Annotator,
@@ -211,14 +230,16 @@ def upload_batch(
     return BatchResult(items=items)
 
 
-@router.get("/v1/projects/{project_id}/images", response_model=Page[ImageOut])
+@router.get(
+    "/v1/projects/{project_id}/images", response_model=Page[ImageOut], responses=declares_304()
+)
 async def list_images(
-    project_id: DbInt,
+    project_id: ProjectId,
     request: Request,
     who: LeanKey,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: str | None = None,
-    tag: str | None = None,
+    cursor: Cursor | None = None,
+    tag: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
     has_human_mask: bool | None = None,
     has_pseudo_mask: bool | None = None,
     review_state: Literal["pending", "accepted", "rejected"] | None = None,
@@ -318,25 +339,29 @@ def _page_response(body: bytes, etag: str) -> Response:
 
 
 @router.get("/v1/images/{image_id}", response_model=ImageOut)
-def get_image(image_id: DbInt, session: SessionDep, who: CurrentKey) -> ImageOut:
+def get_image(image_id: ImageId, session: SessionDep, who: CurrentKey) -> ImageOut:
     return svc.image_view(session, svc.get_image_or_raise(session, image_id, who))
 
 
-@router.get("/v1/images/{image_id}/file")
-async def get_image_file(image_id: DbInt, request: Request, who: LeanKey) -> Response:
+@router.get(
+    "/v1/images/{image_id}/file",
+    response_class=Response,
+    responses=ok_bytes(*ALLOWED_FORMATS.values(), description="The image's bytes as uploaded"),
+)
+async def get_image_file(image_id: ImageId, request: Request, who: LeanKey) -> Response:
     row = await lean_first(request, svc.IMAGE_FILE, {"image_id": image_id})
     image = svc.check_image_file(row, image_id, who)
     return await blob_response(request, image.blob_key, image.content_type)
 
 
 @router.put("/v1/images/{image_id}/tags", response_model=ImageOut)
-def put_tags(image_id: DbInt, body: TagsIn, session: SessionDep, who: Annotator) -> ImageOut:
+def put_tags(image_id: ImageId, body: TagsIn, session: SessionDep, who: Annotator) -> ImageOut:
     image = svc.get_image_or_raise(session, image_id, who)
     project = get_project_or_raise(session, image.project_id, who)
     return svc.image_view(session, svc.set_tags(session, image, project, body.tags))
 
 
 @router.delete("/v1/images/{image_id}", status_code=204)
-def delete_image(image_id: DbInt, uow: UowDep, who: Annotator) -> Response:
+def delete_image(image_id: ImageId, uow: UowDep, who: Annotator) -> Response:
     svc.delete_image(uow, svc.get_image_or_raise(uow.session, image_id, who))
     return Response(status_code=204)

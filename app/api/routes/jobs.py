@@ -8,8 +8,9 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from app.api.deps import Annotator, CurrentKey, SessionDep, UowDep
+from app.api.params import AfterId, JobId, ProjectId
+from app.api.responses import errors
 from app.errors import ValidationFailed
-from app.schemas.common import DbInt
 from app.schemas.job import JobCreate, JobEventOut, JobOut
 from app.services import jobs as svc
 from app.services.projects import get_project_or_raise
@@ -18,9 +19,11 @@ from worker.kinds import InvalidParams, get_kind
 router = APIRouter(tags=["jobs"])
 
 
-@router.post("/v1/projects/{project_id}/jobs", status_code=202, response_model=JobOut)
+@router.post(
+    "/v1/projects/{project_id}/jobs", status_code=202, response_model=JobOut, responses=errors(409)
+)
 def start_job(
-    project_id: DbInt, body: JobCreate, request: Request, uow: UowDep, who: Annotator
+    project_id: ProjectId, body: JobCreate, request: Request, uow: UowDep, who: Annotator
 ) -> JSONResponse:
     project = get_project_or_raise(uow.session, project_id, who)
     try:
@@ -43,16 +46,16 @@ def start_job(
 
 
 @router.get("/v1/jobs/{job_id}", response_model=JobOut)
-def get_job(job_id: DbInt, session: SessionDep, who: CurrentKey) -> JobOut:
+def get_job(job_id: JobId, session: SessionDep, who: CurrentKey) -> JobOut:
     return svc.job_out(svc.get_job_or_raise(session, job_id, who))
 
 
 @router.get("/v1/jobs/{job_id}/events", response_model=dict[str, list[JobEventOut]])
 def job_events(
-    job_id: DbInt,
+    job_id: JobId,
     session: SessionDep,
     who: CurrentKey,
-    after: Annotated[DbInt, Query(ge=0)] = 0,
+    after: AfterId = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 500,
 ) -> dict[str, list[JobEventOut]]:
     job = svc.get_job_or_raise(session, job_id, who)
@@ -62,14 +65,14 @@ def job_events(
 
 
 @router.post("/v1/jobs/{job_id}/cancel", status_code=202, response_model=JobOut)
-def cancel_job(job_id: DbInt, session: SessionDep, who: Annotator) -> JobOut:
+def cancel_job(job_id: JobId, session: SessionDep, who: Annotator) -> JobOut:
     job = svc.get_job_or_raise(session, job_id, who)
     return svc.job_out(svc.request_cancel(session, job))
 
 
 @router.get("/v1/projects/{project_id}/jobs", response_model=dict[str, list[JobOut]])
 def list_jobs(
-    project_id: DbInt,
+    project_id: ProjectId,
     session: SessionDep,
     who: CurrentKey,
     status: Literal["queued", "running", "succeeded", "failed", "cancelled"] | None = None,

@@ -12,9 +12,10 @@ from fastapi.responses import JSONResponse
 from app.api.deps import Annotator, SettingsDep, UowDep
 from app.api.http_cache import CACHE_CONTROL, etag_for, not_modified
 from app.api.lean import LeanKey, blob_response, lean_first, lean_rows, mask_rles
+from app.api.params import ImageId
+from app.api.responses import BINARY, declares_304, ok_bytes
 from app.imaging import decode_png_array, decode_rgb, named_rle, overlay_png
-from app.schemas.common import DbInt
-from app.schemas.image import MaskOut
+from app.schemas.image import MaskOut, MaskRle
 from app.services.images import get_image_or_raise
 from app.services.masks import (
     LATEST_CONFIDENCE,
@@ -43,7 +44,7 @@ def mask_out(m: Mask) -> MaskOut:
 
 @router.put("/mask", response_model=MaskOut)
 def put_mask(
-    image_id: DbInt,
+    image_id: ImageId,
     uow: UowDep,
     settings: SettingsDep,
     who: Annotator,
@@ -57,9 +58,21 @@ def put_mask(
     return mask_out(mask)
 
 
-@router.get("/mask", response_model=None)
+@router.get(
+    "/mask",
+    response_model=None,
+    responses={
+        200: {
+            "model": MaskRle,
+            "description": "format=png: the class-index PNG; overlay: an RGB PNG for people; "
+            "rle: COCO RLE per class (JSON)",
+            "content": {"image/png": BINARY},
+        },
+        **declares_304(),
+    },
+)
 async def get_mask(
-    image_id: DbInt,
+    image_id: ImageId,
     request: Request,
     who: LeanKey,
     source: Literal["best", "human", "pseudo"] = "best",
@@ -111,8 +124,12 @@ async def get_mask(
     return hit
 
 
-@router.get("/confidence")
-async def get_confidence(image_id: DbInt, request: Request, who: LeanKey) -> Response:
+@router.get(
+    "/confidence",
+    response_class=Response,
+    responses=ok_bytes("image/png", description="Per-pixel confidence, 0..255"),
+)
+async def get_confidence(image_id: ImageId, request: Request, who: LeanKey) -> Response:
     row = await lean_first(request, LATEST_CONFIDENCE, {"image_id": image_id})
     m = check_confidence(row, image_id, who)
     return await blob_response(

@@ -5,8 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from app.api.deps import Admin, CurrentKey, SessionDep
+from app.api.params import ProjectId
+from app.api.responses import errors
 from app.errors import Forbidden
-from app.schemas.common import DbInt
 from app.schemas.project import CategoryCreate, CategoryOut, ProjectCreate, ProjectOut
 from app.services import projects as svc
 from app.tables import Category, Project
@@ -27,7 +28,7 @@ def project_out(p: Project) -> ProjectOut:
     )
 
 
-@router.post("", status_code=201, response_model=ProjectOut)
+@router.post("", status_code=201, response_model=ProjectOut, responses=errors(409))
 def create_project(body: ProjectCreate, session: SessionDep, who: Admin) -> ProjectOut:
     if who.project_id is not None:
         raise Forbidden("A key scoped to one project cannot create projects.")
@@ -40,13 +41,15 @@ def list_projects(session: SessionDep, who: CurrentKey) -> dict[str, list[Projec
 
 
 @router.get("/{project_id}", response_model=ProjectOut)
-def get_project(project_id: DbInt, session: SessionDep, who: CurrentKey) -> ProjectOut:
+def get_project(project_id: ProjectId, session: SessionDep, who: CurrentKey) -> ProjectOut:
     return project_out(svc.get_project_or_raise(session, project_id, who))
 
 
-@router.post("/{project_id}/categories", status_code=201, response_model=CategoryOut)
+@router.post(
+    "/{project_id}/categories", status_code=201, response_model=CategoryOut, responses=errors(409)
+)
 def add_category(
-    project_id: DbInt, body: CategoryCreate, session: SessionDep, who: Admin
+    project_id: ProjectId, body: CategoryCreate, session: SessionDep, who: Admin
 ) -> CategoryOut:
     project = svc.get_project_or_raise(session, project_id, who)
     return category_out(svc.add_category(session, project, body))

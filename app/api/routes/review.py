@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, File, Query, Request, Response, UploadFile
@@ -10,8 +9,10 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import Annotator, CurrentKey, SessionDep, SettingsDep, UowDep
 from app.api.http_cache import CACHE_CONTROL, etag_for, not_modified
+from app.api.params import Cursor, ImageId, IsoDatetime, MaskId, ProjectId
+from app.api.responses import declares_304, errors
 from app.errors import ApiError, NotFound, error_body
-from app.schemas.common import DbInt, Page
+from app.schemas.common import Page
 from app.schemas.review import (
     BatchReviewIn,
     BatchReviewResult,
@@ -38,11 +39,11 @@ def _detail(session, mask: Mask) -> MaskDetail:
 
 @router.get("/v1/projects/{project_id}/review-queue", response_model=Page[ReviewQueueItem])
 def review_queue(
-    project_id: DbInt,
+    project_id: ProjectId,
     session: SessionDep,
     who: CurrentKey,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: str | None = None,
+    cursor: Cursor | None = None,
 ) -> Page[ReviewQueueItem]:
     project = get_project_or_raise(session, project_id, who)
     rows, nxt = svc.review_queue(session, project, limit=limit, cursor=cursor)
@@ -62,19 +63,19 @@ def review_queue(
 
 
 @router.get("/v1/masks/{mask_id}", response_model=MaskDetail)
-def get_mask(mask_id: DbInt, session: SessionDep, who: CurrentKey) -> MaskDetail:
+def get_mask(mask_id: MaskId, session: SessionDep, who: CurrentKey) -> MaskDetail:
     return _detail(session, svc.get_mask_or_raise(session, mask_id, who))
 
 
-@router.post("/v1/masks/{mask_id}/review", response_model=MaskDetail)
-def review_mask(mask_id: DbInt, body: ReviewIn, session: SessionDep, who: Annotator) -> MaskDetail:
+@router.post("/v1/masks/{mask_id}/review", response_model=MaskDetail, responses=errors(409))
+def review_mask(mask_id: MaskId, body: ReviewIn, session: SessionDep, who: Annotator) -> MaskDetail:
     mask = svc.get_mask_or_raise(session, mask_id, who)
     return _detail(session, svc.review_mask(session, mask, body.decision, body.comment, who))
 
 
 @router.post("/v1/projects/{project_id}/reviews", response_model=dict[str, list[BatchReviewResult]])
 def review_batch(
-    project_id: DbInt, body: BatchReviewIn, uow: UowDep, who: Annotator
+    project_id: ProjectId, body: BatchReviewIn, uow: UowDep, who: Annotator
 ) -> dict[str, list[BatchReviewResult]]:
     """Many decisions at once; each stands or falls alone."""
     session = uow.session
@@ -102,7 +103,7 @@ def review_batch(
 
 @router.post("/v1/masks/{mask_id}/correction", response_model=MaskDetail, status_code=201)
 def correct_mask(
-    mask_id: DbInt,
+    mask_id: MaskId,
     uow: UowDep,
     settings: SettingsDep,
     who: Annotator,
@@ -126,7 +127,7 @@ def correct_mask(
 
 @router.get("/v1/images/{image_id}/masks", response_model=dict[str, list[MaskDetail]])
 def mask_history(
-    image_id: DbInt, session: SessionDep, who: CurrentKey
+    image_id: ImageId, session: SessionDep, who: CurrentKey
 ) -> dict[str, list[MaskDetail]]:
     """Every mask of the image, newest first: which run produced which mask, and its review."""
     from sqlalchemy import select
@@ -141,11 +142,11 @@ def mask_history(
 
 @router.get("/v1/projects/{project_id}/masks", response_model=Page[MaskDetail])
 def sync_masks(
-    project_id: DbInt,
+    project_id: ProjectId,
     session: SessionDep,
     who: CurrentKey,
-    updated_since: datetime | None = None,
-    cursor: str | None = None,
+    updated_since: IsoDatetime | None = None,
+    cursor: Cursor | None = None,
     source: Literal["human", "pseudo"] | None = None,
     review_state: Literal["pending", "accepted", "rejected"] | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -178,16 +179,16 @@ def _regions_response(request: Request, mask: Mask) -> Response:
     )
 
 
-@router.get("/v1/masks/{mask_id}/regions", response_model=RegionScores)
+@router.get("/v1/masks/{mask_id}/regions", response_model=RegionScores, responses=declares_304())
 def mask_regions(
-    mask_id: DbInt, request: Request, session: SessionDep, who: CurrentKey
+    mask_id: MaskId, request: Request, session: SessionDep, who: CurrentKey
 ) -> Response:
     return _regions_response(request, svc.get_mask_or_raise(session, mask_id, who))
 
 
-@router.get("/v1/images/{image_id}/regions", response_model=RegionScores)
+@router.get("/v1/images/{image_id}/regions", response_model=RegionScores, responses=declares_304())
 def image_regions(
-    image_id: DbInt, request: Request, session: SessionDep, who: CurrentKey
+    image_id: ImageId, request: Request, session: SessionDep, who: CurrentKey
 ) -> Response:
     """Region scores of the image's latest pseudo-mask."""
     image = get_image_or_raise(session, image_id, who)
@@ -199,7 +200,7 @@ def image_regions(
 
 @router.get("/v1/projects/{project_id}/suggestions", response_model=Suggestions)
 def suggestions(
-    project_id: DbInt,
+    project_id: ProjectId,
     session: SessionDep,
     who: CurrentKey,
     budget: Annotated[int, Query(ge=1, le=1000)] = 20,

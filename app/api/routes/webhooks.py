@@ -11,7 +11,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 
 from app.api.deps import Admin, SessionDep
-from app.schemas.common import DbInt
+from app.api.params import AfterId, ProjectId, WebhookId
 from app.schemas.webhook import DeliveryOut, WebhookCreate, WebhookCreated, WebhookOut
 from app.services import webhooks as svc
 from app.services.projects import get_project_or_raise
@@ -21,7 +21,7 @@ router = APIRouter(tags=["webhooks"])
 
 @router.post("/v1/projects/{project_id}/webhooks", status_code=201, response_model=WebhookCreated)
 def create_webhook(
-    project_id: DbInt, body: WebhookCreate, request: Request, session: SessionDep, who: Admin
+    project_id: ProjectId, body: WebhookCreate, request: Request, session: SessionDep, who: Admin
 ) -> WebhookCreated:
     project = get_project_or_raise(session, project_id, who)
     policy = request.app.state.webhook_policy
@@ -30,24 +30,24 @@ def create_webhook(
 
 @router.get("/v1/projects/{project_id}/webhooks", response_model=dict[str, list[WebhookOut]])
 def list_webhooks(
-    project_id: DbInt, session: SessionDep, who: Admin
+    project_id: ProjectId, session: SessionDep, who: Admin
 ) -> dict[str, list[WebhookOut]]:
     project = get_project_or_raise(session, project_id, who)
     return {"items": [svc.webhook_out(h) for h in svc.list_webhooks(session, project)]}
 
 
 @router.delete("/v1/webhooks/{webhook_id}", status_code=204)
-def delete_webhook(webhook_id: DbInt, session: SessionDep, who: Admin) -> Response:
+def delete_webhook(webhook_id: WebhookId, session: SessionDep, who: Admin) -> Response:
     svc.delete_webhook(session, svc.get_webhook_or_raise(session, webhook_id, who))
     return Response(status_code=204)
 
 
 @router.get("/v1/webhooks/{webhook_id}/deliveries", response_model=dict[str, list[DeliveryOut]])
 def list_deliveries(
-    webhook_id: DbInt,
+    webhook_id: WebhookId,
     session: SessionDep,
     who: Admin,
-    after: Annotated[DbInt, Query(ge=0, description="only deliveries with a larger id")] = 0,
+    after: AfterId = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> dict[str, list[DeliveryOut]]:
     hook = svc.get_webhook_or_raise(session, webhook_id, who)
