@@ -12,7 +12,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bench import quality
+from bench import quality, quality_runs
 from bench.quality_data import (
     Dataset,
     check_no_hidden_masks,
@@ -206,7 +206,7 @@ def test_every_network_input_is_checked_and_hides_tag_only_masks(
     checked: list[int] = []
     kept: list[object] = []  # alive, so no later object takes a checked one's id
     given: list[tuple[str, list]] = []
-    real_check, real_run = quality.check_no_hidden_masks, quality.run_pipeline
+    real_check, real_run = quality_runs.check_no_hidden_masks, quality_runs.run_pipeline
 
     def check(ds_, setting, data, positions=None):
         real_check(ds_, setting, data, positions)
@@ -221,8 +221,9 @@ def test_every_network_input_is_checked_and_hides_tag_only_masks(
         assert [m is None for m in data.masks] == tag_only, name
         return real_run(data, cfg, **kwargs)
 
-    monkeypatch.setattr(quality, "check_no_hidden_masks", check)
-    monkeypatch.setattr(quality, "run_pipeline", run)
+    # run_setting (bench/quality_runs.py) calls both, looked up in its own module
+    monkeypatch.setattr(quality_runs, "check_no_hidden_masks", check)
+    monkeypatch.setattr(quality_runs, "run_pipeline", run)
     out = run_quick(folder, "--settings", "semi", "--budget-repeats", "2")
     # full, semi and two pairs of budget arms
     assert len(checked) == 6
