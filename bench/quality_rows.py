@@ -94,11 +94,9 @@ def stage_rows(ds: Dataset, run: Run, scorer: Scorer, key: str) -> list[dict[str
                 rolled_back=bool(held.get("rolled_back", False)),
             )
         )
-    # The final network: the last segmenter stage that was kept (a rolled-back round
-    # restores the previous stage's nets, which the run then delivers).
-    final = [
-        r for r in rows if r["stage"] not in ("cam", "lnet", "supervised") and not r["rolled_back"]
-    ][-1]
+    # The final network: the last segmenter stage that was kept (a rolled-back P-Net or
+    # round restores the previous stage's nets, which the run then delivers).
+    final = [r for r in rows if r["stage"] not in ("cam", "lnet") and not r["rolled_back"]][-1]
     final["final"] = True
     if unmasked:  # what the run delivers: predict-stage masks at original size, no 255
         delivered = {label.index: label.mask for label in result.labels}

@@ -301,6 +301,12 @@ def _round_stage(
     return {**nets.state(), "labels": labels, "metrics": {f"round_{round_index}": metrics}}
 
 
+def _worse(report: dict[str, Any], before: dict[str, Any], cfg: PipelineConfig) -> bool:
+    """Held-out mIoU fell by more than ``rollback_tolerance`` (unknown: not worse)."""
+    now, then = report.get("miou_gt"), before.get("miou_gt")
+    return now is not None and then is not None and now < then - cfg.rollback_tolerance
+
+
 def _predict_stage(
     ctx: PipelineContext,
     nets_state: dict[str, Any],
@@ -385,6 +391,12 @@ def run_pipeline(
     stage_labels["pnet"] = current["labels"]
     miou, rounds_run, rolled_back = metrics["pnet"]["miou_gt"], 0, False
     kept = metrics["pnet"]  # held-out report of the nets the run delivers
+    if supervised is not None and _worse(metrics["pnet"], metrics["supervised"], cfg):
+        # P-Net's pseudo labels made the held-out masks worse than the human masks alone
+        # did: go on from the supervised nets, as a round that lowers held-out mIoU is undone.
+        metrics["pnet"] = {**metrics["pnet"], "rolled_back": True}
+        current, kept = supervised, metrics["supervised"]
+        miou = kept["miou_gt"]
     for r in range(1, cfg.rounds + 1):
         previous, previous_miou = current, miou
         current = stages.run(

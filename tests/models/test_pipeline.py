@@ -216,3 +216,28 @@ def test_every_weak_label_source_runs_and_keeps_to_the_tags(weak_labels: str) ->
     assert sorted(label.index for label in result.labels) == data.unmasked
     for label in result.labels:
         assert set(np.unique(label.mask)) <= data.tags[label.index] | {0}
+
+
+def test_a_pnet_stage_that_lowers_heldout_miou_is_undone(first_run) -> None:
+    """The saved stages again, but P-Net's held-out mIoU below the supervised stage's: the
+    rounds start from the supervised nets (rounds=0 here: those are the delivered nets)."""
+    data, _, recorder = first_run
+    saved = dict(recorder.saved)
+    supervised = saved["supervised"]["metrics"]["supervised"]["miou_gt"]
+    pnet = saved["pnet"]
+    saved["pnet"] = {
+        **pnet,
+        "metrics": {"pnet": {**pnet["metrics"]["pnet"], "miou_gt": supervised - 0.1}},
+    }
+    cfg = PipelineConfig(**{**CFG.to_dict(), "rounds": 0, "rollback_tolerance": 0.05})
+    saved.pop("predict")
+    result = run_pipeline(data, cfg, load_stage=saved.get)
+    assert result.metrics["pnet"]["rolled_back"] is True
+    for name in ("s_a", "s_b", "disc"):
+        state = result.model_state[name]
+        assert all(torch.equal(v, saved["supervised"][name][k]) for k, v in state.items())
+    # within the tolerance, P-Net stays
+    saved["pnet"]["metrics"]["pnet"]["miou_gt"] = supervised - 0.01
+    kept = run_pipeline(data, cfg, load_stage=saved.get)
+    assert "rolled_back" not in kept.metrics["pnet"]
+    assert all(torch.equal(v, pnet["s_a"][k]) for k, v in kept.model_state["s_a"].items())
