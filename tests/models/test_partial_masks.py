@@ -57,7 +57,12 @@ def _transfer_data() -> tuple[LabelingData, list[np.ndarray]]:
 
 CFG = PipelineConfig(
     backbone="scratch",
-    image_size=48, width=16, batch_size=8, epochs_lnet=15, slic_segments=24, device="cpu"
+    image_size=48,
+    width=16,
+    batch_size=8,
+    epochs_lnet=15,
+    slic_segments=24,
+    device="cpu",
 )
 
 
