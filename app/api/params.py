@@ -1,8 +1,8 @@
 """Integer parameters bounded to the id columns' range, declared in the OpenAPI.
 
 Ids are PostgreSQL ``integer`` columns (32-bit): a larger value fails in the database (a
-500 before); bounded here it is a 422 that the schema announces. Shared by every route,
-so the bound lives in one place (app.schemas.common.DB_INT_MAX).
+500 before); bounded here it is a 422 that the schema announces. Shared by every route;
+the bounds themselves are app.schemas.common's (ID_MIN, DB_INT_MAX), also behind BodyId.
 """
 
 from __future__ import annotations
@@ -11,14 +11,12 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Path, Query
-from pydantic import BeforeValidator, Field, StrictInt
+from pydantic import BeforeValidator
 
-from app.schemas.common import DB_INT_MAX
+from app.schemas.common import DB_INT_MAX, ID_MIN
 
-MAX_DB_INT = DB_INT_MAX  # the id columns are 32-bit on PostgreSQL
-
-# A path id: 1 and up (ids start at 1), 422 outside the range.
-PathId = Annotated[int, Path(ge=1, le=MAX_DB_INT)]
+# A path id: 1..DB_INT_MAX (ids start at 1), 422 outside the range.
+PathId = Annotated[int, Path(ge=ID_MIN, le=DB_INT_MAX)]
 ProjectId = PathId
 ImageId = PathId
 MaskId = PathId
@@ -26,11 +24,8 @@ JobId = PathId
 WebhookId = PathId
 KeyId = PathId
 
-# An id in a JSON body: an integer (not `false`), in range.
-BodyId = Annotated[StrictInt, Field(ge=1, le=MAX_DB_INT)]
-
-# An offset id in a query (`?after=`): 0 and up, in range.
-AfterId = Annotated[int, Query(ge=0, le=MAX_DB_INT, description="only items with a larger id")]
+# An offset id in a query (`?after=`): 0 (from the start) and up, in range.
+AfterId = Annotated[int, Query(ge=0, le=DB_INT_MAX, description="only items with a larger id")]
 
 # An opaque keyset cursor: only a `next_cursor` the API returned is valid (422 otherwise);
 # empty is the first page, as it always was.

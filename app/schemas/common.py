@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Generic, TypeVar
 
-from pydantic import BaseModel, Field, Strict
+from pydantic import BaseModel, Field, StrictInt
 
 T = TypeVar("T")
 
@@ -28,11 +28,11 @@ class ErrorBody(BaseModel):
 # SQLAlchemy binds ids with an explicit `::INTEGER` cast there, so a larger number fails in
 # the database ("integer out of range") and a number past 64 bits already in the driver
 # (OverflowError on SQLite): both must fail validation (422) first. One range for both
-# backends, so the API answers alike.
+# backends, so the API answers alike. The one place these bounds are written: ids in
+# paths and queries (app.api.params), in bodies (BodyId below), in cursors
+# (app.services.cursors, app.services.image_list).
 DB_INT_MIN, DB_INT_MAX = -(2**31), 2**31 - 1
+ID_MIN = 1  # ids start at 1: 0 and negatives name nothing (422, as the schema declares)
 
-DbInt = Annotated[int, Field(ge=DB_INT_MIN, le=DB_INT_MAX)]
-"""Every integer path id and query parameter; narrow it further with Query(ge=, le=)."""
-
-StrictDbInt = Annotated[DbInt, Strict()]
-"""Integer JSON body fields: a JSON integer only, never `false`, `"5"` or `5.0`."""
+BodyId = Annotated[StrictInt, Field(ge=ID_MIN, le=DB_INT_MAX)]
+"""An id in a JSON body: a JSON integer only (never `false`, `"5"` or `5.0`), 1..DB_INT_MAX."""

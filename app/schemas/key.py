@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from app.api.params import BodyId
+from app.schemas.common import BodyId
 
 Role = Literal["admin", "annotator", "viewer"]
 

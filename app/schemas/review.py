@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.params import BodyId
+from app.schemas.common import BodyId
 from app.schemas.image import ImageOut
 
 Decision = Literal["accept", "reject"]

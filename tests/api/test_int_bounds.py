@@ -1,6 +1,8 @@
 """No input gives a 5xx: integers outside the database's range (PostgreSQL `integer`, the
 type of every id column), booleans where an integer belongs, and out-of-range numbers inside
 cursors are 422 `validation_error`; the largest integer in range is answered normally.
+Ids start at 1: a path id (or body id) of 0 or below names nothing and is 422 too, as the
+OpenAPI declares (`minimum: 1`); `?after=` starts at 0.
 
 Every route is walked from the app itself, so a route added later without the bounded type
 fails here.
@@ -18,7 +20,7 @@ import pytest
 from annotated_types import Ge, Le
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from app.schemas.common import DB_INT_MAX, DB_INT_MIN
+from app.schemas.common import DB_INT_MAX, DB_INT_MIN, ID_MIN
 from app.services import cursors
 from tests.fixtures.build import make_project
 
@@ -80,7 +82,26 @@ def test_every_integer_parameter_is_bounded_to_the_database_range(client):
             assert lo is not None and hi is not None, f"{where} is unbounded"
             assert DB_INT_MIN <= lo <= hi <= DB_INT_MAX, where
             checked += 1
+        for field in path:  # every path integer is an id
+            assert bounds(field) == (ID_MIN, DB_INT_MAX), f"{route.path} {field.name}"
     assert checked >= 30  # the walk found the routes' ids and numbers
+
+
+def test_the_openapi_declares_the_path_id_range(client):
+    spec = client.get("/openapi.json").json()
+    declared = 0
+    for path, operations in spec["paths"].items():
+        for method, op in operations.items():
+            for param in op.get("parameters", []):
+                if param["in"] == "path" and param["schema"].get("type") == "integer":
+                    schema = param["schema"]
+                    where = f"{method.upper()} {path} {param['name']}"
+                    assert (schema.get("minimum"), schema.get("maximum")) == (
+                        ID_MIN,
+                        DB_INT_MAX,
+                    ), where
+                    declared += 1
+    assert declared >= 25
 
 
 def test_out_of_range_path_ids_are_422_on_every_route(client, admin):
@@ -89,7 +110,7 @@ def test_out_of_range_path_ids_are_422_on_every_route(client, admin):
         path, _query = int_params(route)
         for field in path:
             for method in sorted(route.methods):
-                for value in (TOO_BIG, TOO_SMALL, HUGE, -HUGE, 10**40):
+                for value in (0, -1, TOO_BIG, TOO_SMALL, HUGE, -HUGE, 10**40):
                     url = fill(route.path, **{field.name: value})
                     assert_validation_error(client.request(method, url, headers=admin))
                 url = fill(route.path, **{field.name: DB_INT_MAX})
@@ -122,7 +143,9 @@ def test_job_events_after_at_the_edges(client, admin):
     assert r.status_code == 200 and r.json()["items"] == []
 
 
-@pytest.mark.parametrize("mask_id", [TOO_BIG, TOO_SMALL, HUGE, -HUGE, False, True, "5", 5.0, None])
+@pytest.mark.parametrize(
+    "mask_id", [0, -1, TOO_BIG, TOO_SMALL, HUGE, -HUGE, False, True, "5", 5.0, None]
+)
 def test_batch_review_mask_id_must_be_a_database_integer(client, admin, mask_id):
     pid = make_project(client, admin)["id"]
     body = {"items": [{"mask_id": mask_id, "decision": "accept"}]}

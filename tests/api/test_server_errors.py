@@ -97,6 +97,7 @@ def test_out_of_range_ids_over_a_real_server(server):
         for path in (
             "/v1/projects/99999999999999999999",
             "/v1/projects/-99999999999999999999",
+            "/v1/projects/0",
             "/v1/jobs/1/events?after=99999999999999999999",
             "/v1/webhooks/18446744073709551616/deliveries",
         ):

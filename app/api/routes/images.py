@@ -33,7 +33,7 @@ from app.api.responses import declares_304, errors, ok_bytes
 from app.errors import ApiError, ValidationFailed, error_body
 from app.imaging import ALLOWED_FORMATS
 from app.pg_reads import PgReader
-from app.schemas.common import DbInt, Page
+from app.schemas.common import Page
 from app.schemas.image import BatchItem, BatchResult, ImageOut, TagsIn
 from app.services import image_list as pages
 from app.services import images as svc
@@ -108,7 +108,7 @@ def _upload_in_uow(
 async def _lean_upload(
     request: Request,
     writer: PgReader,
-    project_id: DbInt,
+    project_id: int,
     who: Principal,
     upload: svc.Upload,
     settings: Settings,
