@@ -7,7 +7,6 @@ import signal
 import sys
 
 from app import cli_jobs, cli_keys
-from app.db import make_engine, make_sessionmaker, session_scope
 from app.migrate import upgrade_head
 from app.serve import spawn_workers, stop_workers
 from app.services.keys import create_key, has_any_admin
@@ -17,15 +16,9 @@ from app.settings import Settings
 def _cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    settings = Settings()
-    settings.ensure_dirs()
-    upgrade_head(settings.db_url)
-    engine = make_engine(settings.db_url, pool_size=1)
-    try:
-        with session_scope(make_sessionmaker(engine)) as s:
-            secret = None if has_any_admin(s) else create_key(s, "admin", name="first admin")[1]
-    finally:
-        engine.dispose()
+    settings, secret = cli_keys.in_session(
+        lambda s: None if has_any_admin(s) else create_key(s, "admin", name="first admin")[1]
+    )
     if secret is not None:
         print(f"First start: created an admin API key (shown once):\n{secret}", flush=True)
     where = "SQLite" if settings.is_sqlite else "PostgreSQL"

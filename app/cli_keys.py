@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.db import make_engine, make_sessionmaker, session_scope
 from app.migrate import upgrade_head
+from app.schemas.common import DB_INT_MAX, ID_MIN
 from app.services.keys import create_key, list_keys, revoke_key
 from app.services.scope import SYSTEM
 from app.settings import Settings
@@ -25,7 +26,8 @@ def where(settings: Settings) -> str:
     return f"data directory {settings.data_dir}, database {db}"
 
 
-def _in_session(work: Callable[[Session], T]) -> tuple[Settings, T]:
+def in_session(work: Callable[[Session], T]) -> tuple[Settings, T]:
+    """`work` in one transaction on the migrated database the environment names."""
     settings = Settings()
     settings.ensure_dirs()
     upgrade_head(settings.db_url)
@@ -35,6 +37,17 @@ def _in_session(work: Callable[[Session], T]) -> tuple[Settings, T]:
             return settings, work(s)
     finally:
         engine.dispose()
+
+
+def db_id(text: str) -> int:
+    """An argparse type: an id in the id columns' range, as the API bounds them."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an id: {text!r}") from None
+    if not ID_MIN <= value <= DB_INT_MAX:
+        raise argparse.ArgumentTypeError(f"an id is {ID_MIN}..{DB_INT_MAX}, not {value}")
+    return value
 
 
 def _fail(e: Exception) -> int:
@@ -51,7 +64,7 @@ def cmd_create(args: argparse.Namespace) -> int:
         return row.id, secret
 
     try:
-        settings, (row_id, secret) = _in_session(create)
+        settings, (row_id, secret) = in_session(create)
     except Exception as e:
         return _fail(e)
     print(f"created {args.role} key {row_id} in {where(settings)}", file=sys.stderr)
@@ -74,7 +87,7 @@ def _row(k: Any) -> list[str]:
 def cmd_list(args: argparse.Namespace) -> int:
     """A table of keys (never their secrets or hashes), oldest first."""
     try:
-        settings, rows = _in_session(
+        settings, rows = in_session(
             lambda s: [_row(k) for k in list_keys(s, SYSTEM, include_revoked=args.all)]
         )
     except Exception as e:
@@ -90,7 +103,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_revoke(args: argparse.Namespace) -> int:
     """Revoke a key: API processes answer 401 within TAG2MASK_AUTH_CACHE_TTL_S."""
     try:
-        settings, _ = _in_session(lambda s: revoke_key(s, args.key_id, SYSTEM))
+        settings, _ = in_session(lambda s: revoke_key(s, args.key_id, SYSTEM))
     except Exception as e:
         return _fail(e)
     print(f"revoked key {args.key_id} in {where(settings)}", file=sys.stderr)
@@ -101,7 +114,7 @@ def add_parser(sub: Any) -> None:
     keys = sub.add_parser("keys", help="API keys").add_subparsers(dest="keys_cmd", required=True)
     create = keys.add_parser("create", help="create a key and print it (once)")
     create.add_argument("--role", required=True, choices=["admin", "annotator", "viewer"])
-    create.add_argument("--project", type=int, default=None, help="limit the key to one project")
+    create.add_argument("--project", type=db_id, default=None, help="limit the key to one project")
     create.add_argument("--name", default=None)
     create.set_defaults(func=cmd_create)
     ls = keys.add_parser("list", help="list keys (id, role, project, prefix, dates, name)")
@@ -113,5 +126,5 @@ def add_parser(sub: Any) -> None:
     )
     ls.set_defaults(func=cmd_list)
     revoke = keys.add_parser("revoke", help="revoke a key by its id (see `keys list`)")
-    revoke.add_argument("key_id", type=int, metavar="ID")
+    revoke.add_argument("key_id", type=db_id, metavar="ID")
     revoke.set_defaults(func=cmd_revoke)

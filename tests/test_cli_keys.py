@@ -131,3 +131,9 @@ class TestKeysListAndRevoke:
     def test_revoke_unknown_key(self, pg_url, db_url, tmp_path):
         proc = run_cli(["keys", "revoke", "424242"], pg_url, tmp_path)
         assert proc.returncode == 2 and "424242" in proc.stderr and proc.stdout == ""
+
+    @pytest.mark.parametrize("key_id", ["0", "2147483648", "99999999999999999999"])
+    def test_ids_outside_the_id_range_are_a_usage_error(self, pg_url, db_url, tmp_path, key_id):
+        proc = run_cli(["keys", "revoke", key_id], pg_url, tmp_path)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert "1..2147483647" in proc.stderr and "Traceback" not in proc.stderr
