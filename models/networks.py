@@ -15,8 +15,6 @@ from models.efficientnet import EfficientNetLite0, load_imagenet
 from models.lnet import LNet
 from models.pnet import PNet
 
-SEGMENTER_OS = 32  # segmenters: stride-32 trunk, the decoder restores detail
-
 
 def build_encoder(cfg: PipelineConfig, *, head: bool, pretrained: bool) -> nn.Module:
     """The configured encoder; ``pretrained`` loads the ImageNet weights of a pretrained
@@ -27,11 +25,10 @@ def build_encoder(cfg: PipelineConfig, *, head: bool, pretrained: bool) -> nn.Mo
     """
     if cfg.backbone == "scratch":
         return Encoder(cfg.width, cfg.depth)
-    trunk = EfficientNetLite0(
-        output_stride=SEGMENTER_OS if not head else 16,
-        with_head=head,
-        frozen_blocks=cfg.frozen_blocks,
-    )
+    # Stride 32 as trained: at stride 16 the dilated 5x5 depthwise convolutions of the last
+    # stage doubled L-Net's CPU step (their backward dominates); the decoders restore detail
+    # from the stride-4/8/16 features.
+    trunk = EfficientNetLite0(output_stride=32, with_head=head, frozen_blocks=cfg.frozen_blocks)
     if pretrained:
         load_imagenet(trunk)
     return trunk
