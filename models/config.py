@@ -75,6 +75,11 @@ class PipelineConfig:
         1.0,
         doc="pretrained backbone: its learning rate as a share of lr (new heads train at lr)",
     )
+    lr_schedule: str = _knob(
+        "cosine",
+        choices=("cosine", "constant"),
+        doc="within each stage: short warm-up then cosine decay, or a constant rate",
+    )
     lr_disc: float = _knob(2e-4, 1e-7, 1.0, doc="AdamW learning rate of the discriminator")
     weight_decay: float = _knob(1e-4, 0.0, 1.0)
     encoder_checkpoint: str = _knob("", doc="optional encoder weights for every network")

@@ -124,6 +124,7 @@ def _lnet_stage(
         seed=cfg.seed,
         on_progress=lambda f, m: progress(0.9 * f, m),
         should_stop=should_stop,
+        lr_schedule=cfg.lr_schedule,
     )
     cam, coarse = transfer_labels(
         lnet,

@@ -55,6 +55,12 @@ class AmpOptimizer:
             list(params), lr=lr, weight_decay=weight_decay, betas=betas
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+        self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
+
+    def scale_lr(self, factor: float) -> None:
+        """Set every group's learning rate to ``factor`` times its initial one."""
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs, strict=True):
+            group["lr"] = base * factor
 
     def step(self, loss: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
@@ -100,6 +106,9 @@ class LNetStep:
 
     def train(self) -> None:
         self.lnet.train()
+
+    def set_lr_factor(self, factor: float) -> None:
+        self.optim.scale_lr(factor)
 
     def __call__(self, batch: dict[str, Tensor]) -> dict[str, float]:
         images, mask = batch["image"], batch["mask"].long()
@@ -172,6 +181,10 @@ class PNetAdversarialStep:
         for s in self.segmenters.values():
             s.train()
         self.disc.train()
+
+    def set_lr_factor(self, factor: float) -> None:
+        self.optim_s.scale_lr(factor)
+        self.optim_d.scale_lr(factor)
 
     def __call__(self, batch: dict[str, Tensor]) -> dict[str, float]:
         x, tags, valid = batch["image"], batch["tags"], batch["valid"]

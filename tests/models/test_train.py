@@ -74,3 +74,31 @@ def test_resolve_device() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA"):
             resolve_device("cuda")
+
+
+class _ScheduledStep(_RegressionStep):
+    """Records the learning-rate factor fit() hands it before each batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.factors: list[float] = []
+
+    def set_lr_factor(self, factor: float) -> None:
+        self.factors.append(factor)
+        for group in self.optimizer.param_groups:
+            group["lr"] = 0.1 * factor
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "constant"])
+def test_fit_schedules_the_learning_rate(schedule: str) -> None:
+    step = _ScheduledStep()
+    fit(step, _loader(), epochs=8, device=torch.device("cpu"), seed=0, lr_schedule=schedule)
+    f = step.factors
+    assert len(f) == 40
+    if schedule == "constant":
+        assert set(f) == {1.0}
+        return
+    peak = f.index(max(f))
+    assert f[0] == pytest.approx(0.1) and max(f) == pytest.approx(1.0, abs=0.02)
+    assert all(a >= b for a, b in zip(f[peak:], f[peak + 1 :], strict=False))
+    assert f[-1] < 0.05
