@@ -199,7 +199,8 @@ def main() -> int:
     ap.add_argument("--sizes", type=int, nargs="+", default=[160, 320])
     ap.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--images", type=int, default=64)
-    ap.add_argument("--width", type=int, default=PipelineConfig().width)
+    ap.add_argument("--width", type=int, default=PipelineConfig().width, help="scratch backbone")
+    ap.add_argument("--backbone", default=PipelineConfig().backbone, help="the service's default")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--channels-last", action="store_true", help="CUDA: channels_last tensors")
     ap.add_argument("--no-db", action="store_true", help="skip the database write timings")
@@ -212,7 +213,9 @@ def main() -> int:
     peak = matmul_gflops(device)
     rows, results = [], []
     for size in args.sizes:
-        cfg = PipelineConfig(image_size=size, width=args.width, device=args.device)
+        cfg = PipelineConfig(
+            image_size=size, width=args.width, backbone=args.backbone, device=args.device
+        )
         segs = [build_segmenter(NUM_CLASSES, cfg, device) for _ in range(2)]
         disc = build_discriminator(NUM_CLASSES, cfg, device)
         if args.channels_last and device.type == "cuda":
@@ -270,7 +273,8 @@ def main() -> int:
                 }
             )
     print(
-        f"\ndevice {device}, matmul {peak:.1f} GFLOP/s, width {args.width}, {NUM_CLASSES} classes, "
+        f"\ndevice {device}, matmul {peak:.1f} GFLOP/s, backbone {args.backbone}, "
+        f"width {args.width}, {NUM_CLASSES} classes, "
         f"{args.images} images per case (S_a+S_b with flips + Dsc)\n"
     )
     print(
