@@ -84,6 +84,7 @@ class Run:
         )
         return {
             "lnet": self.saved["lnet"]["lnet"],
+            "calibration": dict(self.saved["lnet"].get("calibration", {})),
             **nets,
             "num_classes": self.result.model_state["num_classes"],
             "has_background": self.result.has_background,

@@ -76,9 +76,11 @@ class PipelineConfig:
         doc="pretrained backbone: its learning rate as a share of lr (new heads train at lr)",
     )
     lr_schedule: str = _knob(
-        "cosine",
-        choices=("cosine", "constant"),
-        doc="within each stage: short warm-up then cosine decay, or a constant rate",
+        "auto",
+        choices=("auto", "cosine", "constant"),
+        doc="within each stage: short warm-up then cosine decay, or a constant rate; auto: "
+        "cosine for a pretrained backbone, constant for scratch (measured: a short cosine "
+        "stage leaves a from-scratch net undertrained)",
     )
     lr_disc: float = _knob(2e-4, 1e-7, 1.0, doc="AdamW learning rate of the discriminator")
     weight_decay: float = _knob(1e-4, 0.0, 1.0)
@@ -105,6 +107,12 @@ class PipelineConfig:
         "auto",
         choices=("auto", "present", "absent"),
         doc="class 0: learned from the human masks (auto), or stated for tag-only projects",
+    )
+    background_calibration: str = _knob(
+        "auto",
+        choices=("auto", "off"),
+        doc="with a background class: fit cam_threshold and bg_bias to the human masks "
+        "(auto; the configured values are the fallback) or use them as given (off)",
     )
     segmenter_init: str = _knob(
         "lnet",
@@ -146,6 +154,14 @@ class PipelineConfig:
     rollback_tolerance: float = _knob(
         0.0, 0.0, 1.0, doc="held-out mIoU drop tolerated before rolling back"
     )
+    pnet_tolerance: float = _knob(
+        0.05,
+        0.0,
+        1.0,
+        doc="held-out mIoU drop against the supervised stage tolerated before P-Net is "
+        "undone (held-out masks cannot score the categories they leave unpainted, which "
+        "P-Net adds, so only a clear drop counts)",
+    )
     budget_diversity: float = _knob(0.5, 0.0, 10.0, doc="bonus for categories not yet picked")
 
     def __post_init__(self) -> None:
@@ -180,6 +196,13 @@ class PipelineConfig:
         if errors:
             raise ValueError("; ".join(errors))
         return cls(**values)
+
+    @property
+    def schedule(self) -> str:
+        """The learning-rate schedule in force (``lr_schedule`` with auto resolved)."""
+        if self.lr_schedule != "auto":
+            return self.lr_schedule
+        return "constant" if self.backbone == "scratch" else "cosine"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of every knob."""

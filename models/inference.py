@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -170,6 +171,9 @@ def predict_transfer(
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """CAM-baseline and L-Net coarse masks (255 = ignore) of new images at original size."""
     cfg, dev = _setup(model_state, cfg, device)
+    calibration = model_state.get("calibration") or {}
+    if calibration and cfg.background_calibration == "auto":  # fitted by the run
+        cfg = dataclasses.replace(cfg, **calibration)
     lnet = build_lnet(int(model_state["num_classes"]), cfg, dev, model_state["lnet"])
     tensors, shapes, segments = _prepare(images, cfg)
     cam, coarse = transfer_labels(

@@ -7,7 +7,8 @@ then SLIC majority voting. Without a background class the argmax runs over T onl
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,6 +29,75 @@ def _label_map(scores: Tensor, candidates: Sequence[int], margin: float | None) 
         top2 = probs.topk(2, dim=0).values
         labels = torch.where(top2[0] - top2[1] < margin, IGNORE, labels)
     return labels
+
+
+@dataclass
+class PairMaps:
+    """One image's L-Net maps at training size, one row per tag (in ``classes`` order)."""
+
+    classes: list[int]  # the image's tags, sorted
+    cam: Tensor  # (T, S, S) attention a_k in [0, 1]
+    fg: Tensor  # (T, S, S) decoder foreground probability
+
+
+@torch.no_grad()
+def pair_maps(
+    lnet: LNet,
+    images: Tensor,
+    tags: Sequence[frozenset[int]],
+    *,
+    batch_size: int,
+    device: torch.device,
+) -> Iterator[PairMaps]:
+    """CAM attention and decoded foreground of every (image, tag) pair, image by image
+    (L-Net is put in eval mode here)."""
+    lnet.eval()
+    n, _, size, _ = images.shape
+    for start in range(0, n, batch_size):
+        x = images[start : start + batch_size].to(device)
+        features = lnet.features(x)
+        cams = lnet.cams(features).float()
+        pairs = [(i, k) for i in range(len(x)) for k in sorted(tags[start + i])]
+        if pairs:
+            image_index = torch.tensor([p[0] for p in pairs], device=device)
+            class_index = torch.tensor([p[1] for p in pairs], device=device)
+            attention = LNet.attention(cams, image_index, class_index)
+            fg = torch.softmax(
+                lnet.decode(features, image_index, attention, (size, size)).float(), dim=1
+            )[:, 1]
+            cam_maps = upsample(attention, (size, size))[:, 0]
+        for i in range(len(x)):
+            rows = [j for j, p in enumerate(pairs) if p[0] == i]
+            empty = torch.zeros(0, size, size, device=device)
+            yield PairMaps(
+                [pairs[j][1] for j in rows],
+                cam_maps[rows] if rows else empty,
+                fg[rows] if rows else empty,
+            )
+
+
+def label_pair_maps(
+    maps: PairMaps,
+    *,
+    has_background: bool,
+    cam_threshold: float,
+    bg_bias: float,
+    margin: float | None,
+) -> tuple[Tensor, Tensor] | None:
+    """(cam, coarse) label maps of one image (coarse with 255 at low margin), or None for
+    an image with neither tags nor background."""
+    candidates = ([0] if has_background else []) + maps.classes
+    if not candidates:
+        return None
+    size = maps.cam.shape[-1]
+    if not maps.classes:  # background only
+        zeros = torch.zeros(size, size, dtype=torch.long, device=maps.cam.device)
+        return zeros, zeros.clone()
+    cam_scores, fg_scores = maps.cam, maps.fg
+    if has_background:
+        cam_scores = torch.cat([torch.full_like(maps.fg[:1], cam_threshold), cam_scores])
+        fg_scores = torch.cat([bg_bias * (1 - maps.fg.amax(0, keepdim=True)), maps.fg])
+    return _label_map(cam_scores, candidates, None), _label_map(fg_scores, candidates, margin)
 
 
 @torch.no_grad()
@@ -57,41 +127,21 @@ def transfer_labels(
     Returns:
         cam (N, S, S) uint8 without 255 inside the image, coarse (N, S, S) uint8 with 255.
     """
-    lnet.eval()
     n, _, size, _ = images.shape
     cam_out = torch.full((n, size, size), IGNORE, dtype=torch.uint8)
     coarse_out = cam_out.clone()
-    background = [0] if has_background else []
-    for start in range(0, n, cfg.batch_size):
-        x = images[start : start + cfg.batch_size].to(device)
-        features = lnet.features(x)
-        cams = lnet.cams(features).float()
-        pairs = [(i, k) for i in range(len(x)) for k in sorted(tags[start + i])]
-        if pairs:
-            image_index = torch.tensor([p[0] for p in pairs], device=device)
-            class_index = torch.tensor([p[1] for p in pairs], device=device)
-            attention = LNet.attention(cams, image_index, class_index)
-            fg = torch.softmax(
-                lnet.decode(features, image_index, attention, (size, size)).float(), dim=1
-            )[:, 1]
-            cam_maps = upsample(attention, (size, size))[:, 0]
-        for i in range(len(x)):
-            rows = [j for j, p in enumerate(pairs) if p[0] == i]
-            candidates = background + [pairs[j][1] for j in rows]
-            if not candidates:
-                continue
-            if not rows:  # background only
-                cam_out[start + i] = coarse_out[start + i] = 0
-                continue
-            p = fg[rows]
-            cam_scores, fg_scores = cam_maps[rows], p
-            if has_background:
-                cam_scores = torch.cat([torch.full_like(p[:1], cfg.cam_threshold), cam_scores])
-                fg_scores = torch.cat([cfg.bg_bias * (1 - p.amax(0, keepdim=True)), p])
-            cam_out[start + i] = _label_map(cam_scores, candidates, None).to("cpu", torch.uint8)
-            coarse_out[start + i] = _label_map(fg_scores, candidates, cfg.margin).to(
-                "cpu", torch.uint8
-            )
+    maps = pair_maps(lnet, images, tags, batch_size=cfg.batch_size, device=device)
+    for i, image_maps in enumerate(maps):
+        labels = label_pair_maps(
+            image_maps,
+            has_background=has_background,
+            cam_threshold=cfg.cam_threshold,
+            bg_bias=cfg.bg_bias,
+            margin=cfg.margin,
+        )
+        if labels is not None:
+            cam_out[i] = labels[0].to("cpu", torch.uint8)
+            coarse_out[i] = labels[1].to("cpu", torch.uint8)
     cam_out[~valid] = IGNORE
     coarse_out[~valid] = IGNORE
     if segments is not None:

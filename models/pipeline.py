@@ -9,6 +9,7 @@ returns is restored instead of trained, which is how a re-delivered job resumes.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import torch
 from torch import Tensor
 
 from models.budget import BudgetItem, rank_for_annotation
+from models.calibration import Calibration, calibrate_background
 from models.config import PipelineConfig
 from models.context import PipelineContext
 from models.data import LabelingData
@@ -38,6 +40,7 @@ from models.self_training import (
 )
 from models.steps import LNetStep
 from models.train import fit, resolve_device
+from models.transforms import prepare_masks
 
 __all__ = ["ImageLabel", "PipelineResult", "predict", "predict_transfer", "run_pipeline"]
 
@@ -124,8 +127,11 @@ def _lnet_stage(
         seed=cfg.seed,
         on_progress=lambda f, m: progress(0.9 * f, m),
         should_stop=should_stop,
-        lr_schedule=cfg.lr_schedule,
+        lr_schedule=cfg.schedule,
     )
+    calibration = _calibrate(ctx, lnet)
+    if calibration is not None:
+        cfg = dataclasses.replace(cfg, **calibration.knobs())
     cam, coarse = transfer_labels(
         lnet,
         ctx.images[ctx.targets],
@@ -140,19 +146,41 @@ def _lnet_stage(
         coarse = cam.clone()
     state: dict[str, Any] = {"lnet": cpu_state(lnet), "cam": cam, "coarse": coarse}
     if ctx.partial:
-        state["completion"] = _complete_partial(ctx, lnet)
+        state["completion"] = _complete_partial(ctx, lnet, cfg)
     seconds = round(time.perf_counter() - started, 2)
     state["metrics"] = {
         "cam": ctx.evaluate(cam),
         "lnet": {**ctx.evaluate(coarse), "seconds": seconds, "completed_masks": len(ctx.partial)},
     }
+    if calibration is not None:
+        state["calibration"] = calibration.knobs()
+        state["metrics"]["lnet"]["calibration"] = dataclasses.asdict(calibration)
     return state
 
 
-def _complete_partial(ctx: PipelineContext, lnet: LNet) -> Tensor:
+def _calibrate(ctx: PipelineContext, lnet: LNet) -> Calibration | None:
+    """Background scores fitted to the masked images (models/calibration.py), for a project
+    with background and ``background_calibration=auto``; None otherwise."""
+    masked = ctx.train_masked + ctx.holdout
+    if not (ctx.has_background and masked and ctx.cfg.background_calibration == "auto"):
+        return None
+    held = set(ctx.holdout)
+    return calibrate_background(
+        lnet,
+        ctx.images[masked],
+        prepare_masks([ctx.data.masks[i] for i in masked], ctx.cfg.image_size),
+        [ctx.data.tags[i] for i in masked],
+        [i in held for i in masked],
+        defaults=(ctx.cfg.cam_threshold, ctx.cfg.bg_bias),
+        batch_size=ctx.cfg.batch_size,
+        device=ctx.device,
+    )
+
+
+def _complete_partial(ctx: PipelineContext, lnet: LNet, cfg: PipelineConfig) -> Tensor:
     """L-Net's labels of the partial masks' images over each one's candidates: the tags
     its mask left out, and background where that is still open (models/partial_masks.py)."""
-    cfg, partial, size = ctx.cfg, ctx.partial, ctx.cfg.image_size
+    partial, size = ctx.partial, cfg.image_size
     out = torch.full((len(partial), size, size), 255, dtype=torch.uint8)
     for background in (False, True):
         rows = [r for r, b in enumerate(partial.background) if b == background]
@@ -302,10 +330,10 @@ def _round_stage(
     return {**nets.state(), "labels": labels, "metrics": {f"round_{round_index}": metrics}}
 
 
-def _worse(report: dict[str, Any], before: dict[str, Any], cfg: PipelineConfig) -> bool:
-    """Held-out mIoU fell by more than ``rollback_tolerance`` (unknown: not worse)."""
+def _worse(report: dict[str, Any], before: dict[str, Any], tolerance: float) -> bool:
+    """Held-out mIoU fell by more than ``tolerance`` (unknown: not worse)."""
     now, then = report.get("miou_gt"), before.get("miou_gt")
-    return now is not None and then is not None and now < then - cfg.rollback_tolerance
+    return now is not None and then is not None and now < then - tolerance
 
 
 def _predict_stage(
@@ -392,7 +420,9 @@ def run_pipeline(
     stage_labels["pnet"] = current["labels"]
     miou, rounds_run, rolled_back = metrics["pnet"]["miou_gt"], 0, False
     kept = metrics["pnet"]  # held-out report of the nets the run delivers
-    if supervised is not None and _worse(metrics["pnet"], metrics["supervised"], cfg):
+    if supervised is not None and _worse(
+        metrics["pnet"], metrics["supervised"], cfg.pnet_tolerance
+    ):
         # P-Net's pseudo labels made the held-out masks worse than the human masks alone
         # did: go on from the supervised nets, as a round that lowers held-out mIoU is undone.
         metrics["pnet"] = {**metrics["pnet"], "rolled_back": True}
@@ -435,6 +465,7 @@ def run_pipeline(
         holdout=ctx.holdout,
         model_state={
             "lnet": lnet["lnet"],
+            "calibration": dict(lnet.get("calibration", {})),
             **{n: current[n] for n in ("s_a", "s_b", "disc")},
             "num_classes": ctx.num_classes,
             "has_background": ctx.has_background,

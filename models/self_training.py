@@ -169,7 +169,7 @@ def train_segmenters(
         on_progress=on_progress,
         should_stop=should_stop,
         seed=seed,
-        lr_schedule=ctx.cfg.lr_schedule,
+        lr_schedule=ctx.cfg.schedule,
     )
 
 

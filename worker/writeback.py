@@ -20,6 +20,13 @@ from worker.context import WorkerContext
 CHUNK = 64
 
 
+def _is_state_dict(value: Any) -> bool:
+    """A network's weights (name → tensor), not a dict of settings such as the config."""
+    return isinstance(value, dict) and bool(value) and all(
+        isinstance(v, torch.Tensor) for v in value.values()
+    )
+
+
 def write_model_versions(
     ctx: WorkerContext,
     project_id: int,
@@ -36,8 +43,10 @@ def write_model_versions(
                 select(ModelVersion.network, ModelVersion.id).where(ModelVersion.job_id == job_id)
             )
         }
+        networks = {k for k, v in model_state.items() if _is_state_dict(v)}
+        meta = {k: v for k, v in model_state.items() if k not in networks}
         for network, state in model_state.items():
-            if not isinstance(state, dict):
+            if network not in networks:
                 continue
             if network in existing:
                 ids[network] = existing[network]
@@ -47,7 +56,7 @@ def write_model_versions(
                 {
                     "network": network,
                     "state_dict": state,
-                    "meta": {k: v for k, v in model_state.items() if not isinstance(v, dict)},
+                    "meta": meta,
                 },
                 buf,
             )

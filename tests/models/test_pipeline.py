@@ -229,7 +229,7 @@ def test_a_pnet_stage_that_lowers_heldout_miou_is_undone(first_run) -> None:
         **pnet,
         "metrics": {"pnet": {**pnet["metrics"]["pnet"], "miou_gt": supervised - 0.1}},
     }
-    cfg = PipelineConfig(**{**CFG.to_dict(), "rounds": 0, "rollback_tolerance": 0.05})
+    cfg = PipelineConfig(**{**CFG.to_dict(), "rounds": 0, "pnet_tolerance": 0.05})
     saved.pop("predict")
     result = run_pipeline(data, cfg, load_stage=saved.get)
     assert result.metrics["pnet"]["rolled_back"] is True

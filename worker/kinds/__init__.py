@@ -19,6 +19,10 @@ class JobKind:
     name: str
     validate: Callable[[dict[str, Any]], dict[str, Any]]
     run: Callable[[JobContext], dict[str, Any]]
+    # Drop the stage checkpoints once the job succeeded: a pipeline's are two pretrained
+    # segmenters a stage (~26 MB each) that nothing reads after the write-back. An export
+    # keeps its one small checkpoint (a re-delivered finished export reuses the file).
+    clear_checkpoints: bool = False
 
 
 def _registry() -> dict[str, JobKind]:

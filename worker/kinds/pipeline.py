@@ -152,4 +152,4 @@ def run(jc: JobContext) -> dict[str, Any]:
     }
 
 
-KIND = JobKind("pipeline", validate, run)
+KIND = JobKind("pipeline", validate, run, clear_checkpoints=True)
