@@ -208,7 +208,15 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         setting_rows = stage_rows(ds, run, scorer, key)
         if key == "semi" and profile.budget > 0 and setting.unmasked_positions:
             extra, budget_summary = budget_rows(
-                ds, run, profile.budget, args.seed, scorer, key, progress, profile.budget_repeats
+                ds,
+                run,
+                profile.budget,
+                args.seed,
+                scorer,
+                key,
+                progress,
+                profile.budget_repeats,
+                epochs=profile.budget_epochs,
             )
             setting_rows += extra
         rows += setting_rows

@@ -15,6 +15,9 @@ class Profile:
     halves: int = 1  # transfer settings: 1 = one seeded half strong, 2 = also its complement
     budget: int = 32  # extra masks in the budget rows
     budget_repeats: int = 1  # seed pairs of the budget arms (see quality_rows.budget_rows)
+    # epochs of the budget arms' supervised and P-Net stages (both arms alike; None: the
+    # run's): six arms re-train two pretrained segmenters each
+    budget_epochs: dict[str, int] | None = None
     max_images: int | None = None  # seeded random subset of the folder
     val_fraction: float = 0.2
     semi_fraction: float = 1 / 8
@@ -40,25 +43,23 @@ PROFILES: dict[str, Profile] = {
         max_images=240,
         note="smoke run: 240 images at 32 px, 1-2 epochs per stage",
     ),
-    # The whole table within 60 minutes on a 2-core CPU (about 45 minutes of compute
-    # when the machine is quiet; see CPU_PROFILE_ESTIMATE_S below for the arithmetic).
+    # The whole table on a 2-core CPU (see CPU_PROFILE_ESTIMATE_S below for the arithmetic).
     "cpu": Profile(
         config=dict(
-            image_size=96,
-            width=16,
-            depth=3,
+            image_size=128,
             batch_size=16,
-            epochs_lnet=10,
-            epochs_supervised=6,
-            epochs_pnet=10,
-            epochs_round=3,
-            rounds=2,
+            epochs_lnet=4,
+            epochs_supervised=5,
+            epochs_pnet=3,
+            epochs_round=2,
+            rounds=1,
         ),
         budget=32,
-        budget_repeats=2,
-        note="96 px, width 16, depth 3 (0.19 M-parameter segmenter), batch 16, L-Net 10 / "
-        "supervised 6 / P-Net 10 / 2 rounds x 3 epochs, one seeded half for transfer, "
-        "budget 32 masks, two seed pairs",
+        budget_repeats=3,
+        budget_epochs={"epochs_supervised": 3, "epochs_pnet": 2},
+        note="128 px, EfficientNet-Lite0 (ImageNet) trunks, batch 16, L-Net 4 / supervised 5 / "
+        "P-Net 3 / 1 round x 2 epochs, one seeded half for transfer, budget 32 masks, three "
+        "seed pairs of arms at supervised 3 / P-Net 2",
     ),
     # A lent GPU: full resolution (MSRC's longer side is 320 px), wider, both halves.
     "gpu": Profile(
@@ -81,17 +82,12 @@ PROFILES: dict[str, Profile] = {
     ),
 }
 
-# How the cpu profile fits in 60 minutes (2-core machine, 2 torch threads; MSRC-v2: 473
-# train / 118 val images, so 30 batches of 16 per epoch). Per-batch costs at 96 px, width 16,
-# best of 5 (bench micro-timings), and a 1-epoch run of the whole profile (--set epochs=1:
-# 514 s wall) for the per-stage overheads (targets' superpixels, ensemble passes, predict):
-#   L-Net step 0.15 s (all images masked) .. 0.06 s (1/8 masked)  -> 1.5-4.5 s / epoch
-#   P-Net / round step (S_a + S_b + Dsc) 0.49 s                     -> 14.7 s / epoch
-#   ensemble inference 0.21 s / 16 images, predict at original size 0.37 s / 16 images
-# Runs (L-Net 10, supervised 6, P-Net 10, 2 rounds x 3; human masks half of each
-# supervised/P-Net/round epoch in semi): measured 2,084 s = 35 minutes in all on a quiet
-# machine (full 337 s, semi 468 s, its two budget arms 303 + 301 s, transfer 288 s,
-# tags_only 290 s, val predictions and loading the rest; a round that is rolled back ends
-# the run early). Two seed pairs of budget arms add two more (~600 s): ~45 minutes. A second
-# torch process on the two cores can slow this 2-3x.
-CPU_PROFILE_ESTIMATE_S = 2700
+# How the cpu profile is sized (2-core machine, 2 torch threads; MSRC-v2: 473 train / 118
+# val images, 30 batches of 16 per epoch; semi's P-Net epochs hold ~52 batches with the
+# human masks repeated to half of each). With the Lite0 trunks at 128 px (stem..block 4
+# fixed) a segmenter step (S_a + S_b + Dsc) costs ~2 s and an L-Net step ~1 s on a quiet
+# machine, so a segmenter epoch is ~1 minute (semi's P-Net ~1.7): full ~13 min, semi ~15,
+# transfer ~13, tags_only ~8, six budget arms at supervised 3 / P-Net 2 ~30, plus val
+# scoring. The arms are what the budget question costs; fewer than three pairs do not
+# separate suggested from random beyond the CPU's run-to-run spread.
+CPU_PROFILE_ESTIMATE_S = 4800

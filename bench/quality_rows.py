@@ -160,10 +160,12 @@ def budget_rows(
     key: str,
     progress: bool,
     repeats: int = 1,
+    epochs: dict[str, int] | None = None,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Spend ``budget`` masks on the run's suggested images vs on random tag-only images,
     re-running the supervised and P-Net stages (L-Net restored, no rounds) for each; both
-    scored on val and on the images left tag-only in both arms.
+    scored on val and on the images left tag-only in both arms. ``epochs`` overrides the
+    two stages' epochs in both arms alike (the profile's ``budget_epochs``).
 
     ``repeats`` pairs: pair r trains both arms with torch seed ``seed + r`` and draws its
     random images with numpy seed ``seed + r`` (same budget, same seed within a pair). Two
@@ -182,7 +184,7 @@ def budget_rows(
         rng = np.random.default_rng(seed + r)
         random_pick = sorted(int(p) for p in rng.choice(unmasked, size=b, replace=False))
         common = sorted(set(unmasked) - set(suggested) - set(random_pick))
-        cfg = dataclasses.replace(run.cfg, rounds=0, seed=run.cfg.seed + r)
+        cfg = dataclasses.replace(run.cfg, rounds=0, seed=run.cfg.seed + r, **(epochs or {}))
         pair: dict[str, Any] = {"seed": seed + r, "common_unmasked_images": len(common)}
         for arm, picked in (("suggested", suggested), ("random", random_pick)):
             arm_setting = with_masks(ds, setting, picked, f"{setting.name}+{arm}")

@@ -34,7 +34,7 @@ class AttentionDecoder(nn.Module):
 
     Shape:
         features: list like the encoder's, batch P (one entry per image-class pair).
-        attention: (P, 1, h, w) at the deepest scale, values in [0, 1].
+        attention: (P, 1, h, w) at the deepest scale or a finer one, values in [0, 1].
         output: (P, 2, H, W) with (H, W) = ``out_size``.
     """
 
@@ -51,7 +51,10 @@ class AttentionDecoder(nn.Module):
         self, features: Sequence[Tensor], attention: Tensor, out_size: Sequence[int]
     ) -> Tensor:
         deep = features[-1]
-        x = self.head(torch.cat([deep * attention, attention], dim=1))
+        coarse = attention
+        if attention.shape[-2:] != deep.shape[-2:]:  # CAMs from a finer scale than the deepest
+            coarse = F.adaptive_avg_pool2d(attention, deep.shape[-2:])
+        x = self.head(torch.cat([deep * coarse, coarse], dim=1))
         for skip, fuse in zip(reversed(features[:-1]), self.fuse, strict=True):
             size = skip.shape[-2:]
             x = fuse(torch.cat([upsample(x, size), skip, upsample(attention, size)], dim=1))
@@ -70,6 +73,8 @@ class LNet(nn.Module):
         decoder_channels: decoder width (default ``2 * width``).
         encoder: a multi-scale encoder with ``out_channels`` (e.g. a pretrained trunk);
             default a from-scratch :class:`Encoder`.
+        cam_scales: 1: CAMs from the deepest features; 2: from the deepest and the next
+            scale together (see :meth:`cams`).
 
     Shape:
         forward / cams: (N, 3, H, W) → CAMs (N, K, H / r, W / r), r the deepest reduction.
@@ -83,19 +88,31 @@ class LNet(nn.Module):
         decoder_channels: int | None = None,
         *,
         encoder: nn.Module | None = None,
+        cam_scales: int = 1,
     ) -> None:
         super().__init__()
         self.num_classes = num_classes
         self.encoder = encoder if encoder is not None else Encoder(width, depth)
-        self.cam_head = nn.Conv2d(self.encoder.out_channels[-1], num_classes, 1)
+        out = self.encoder.out_channels
+        if not 1 <= cam_scales <= 2:
+            raise ValueError("cam_scales must be 1 or 2")
+        self.cam_scales = cam_scales
+        cam_in = out[-1] + (out[-2] if cam_scales == 2 else 0)
+        self.cam_head = nn.Conv2d(cam_in, num_classes, 1)
         self.decoder = AttentionDecoder(self.encoder.out_channels, decoder_channels or 2 * width)
 
     def features(self, images: Tensor) -> list[Tensor]:
         return self.encoder(images)
 
     def cams(self, features: Sequence[Tensor]) -> Tensor:
-        """Class activation maps from the deepest features."""
-        return self.cam_head(features[-1])
+        """Class activation maps from the deepest features; with ``cam_scales`` 2, from the
+        deepest upsampled to the next scale and concatenated with it (twice the resolution:
+        small objects get more than one cell of a stride-32 map)."""
+        if self.cam_scales == 1:
+            return self.cam_head(features[-1])
+        finer = features[-2]
+        deep = upsample(features[-1], finer.shape[-2:])
+        return self.cam_head(torch.cat([deep, finer.to(deep.dtype)], dim=1))
 
     def forward(self, images: Tensor) -> Tensor:
         return self.cams(self.features(images))

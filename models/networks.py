@@ -62,7 +62,8 @@ def build_lnet(
     state: Mapping[str, Tensor] | None = None,
 ) -> LNet:
     encoder = build_encoder(cfg, head=True, pretrained=_pretrained(cfg, state))
-    lnet = LNet(num_classes, cfg.width, cfg.depth, encoder=encoder)
+    cam_scales = 1 if cfg.backbone == "scratch" else 2  # a stride-32 trunk: CAMs at 16
+    lnet = LNet(num_classes, cfg.width, cfg.depth, encoder=encoder, cam_scales=cam_scales)
     place(lnet, cfg, device, state)
     return lnet
 
