@@ -153,3 +153,51 @@ def encode_png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def make_parts_dataset(
+    n: int,
+    size: int = 64,
+    seed: int = 0,
+    num_classes: int = 12,
+    *,
+    parts: tuple[int, int] = (2, 4),
+) -> tuple[list[np.ndarray], list[np.ndarray], list[frozenset[int]]]:
+    """Images shaped like parsing datasets (and PASCAL VOC): class 0 covers most pixels,
+    category 1 (a large "body") is in every image, and 2..4 small "parts" of categories
+    2..K sit on or beside it, each a few percent of the image.
+
+    Each category has its own shape/texture pair; the body's texture is shared by no part.
+    Returns images (HxWx3 uint8), masks (HxW uint8, 0 = background) and tags.
+    """
+    if not 3 <= num_classes <= 1 + 5 * len(SHAPES):
+        raise ValueError("num_classes must be in [3, 31]")
+    rng = np.random.default_rng(seed)
+    images, masks, tags = [], [], []
+    y, x = np.mgrid[0:size, 0:size]
+    for _ in range(n):
+        ox, oy = rng.integers(0, 6, size=2)
+        noise = gaussian_filter(rng.normal(size=(size, size)), sigma=size / 8)
+        noise = (noise - noise.min()) / (np.ptp(noise) + 1e-8)
+        image = _colour(rng) * 0.6 + noise[..., None] * _colour(rng) * 0.4
+        mask = np.zeros((size, size), dtype=np.uint8)
+        bx, by = rng.uniform(0.35, 0.65, size=2) * size
+        body = ((x - bx) / (0.16 * size)) ** 2 + ((y - by) / (0.3 * size)) ** 2 < 1
+        _paint(image, body, _texture(0, x + ox, y + oy) * 0.5, rng)
+        mask[body] = 1
+        count = int(rng.integers(parts[0], parts[1] + 1))
+        for k in rng.choice(np.arange(2, num_classes + 1), size=count, replace=False):
+            r = rng.uniform(0.07, 0.11) * size
+            cx = np.clip(bx + rng.normal(scale=0.25 * size), r, size - r)
+            cy = np.clip(by + rng.normal(scale=0.3 * size), r, size - r)
+            shape = SHAPES[int(k) % len(SHAPES)]
+            region = _shape(shape, x - cx, y - cy, r)
+            texture = _texture(1 + (int(k) // len(SHAPES)) % 5, x + ox, y + oy)
+            _paint(image, region, texture, rng)
+            mask[region] = k
+        image += rng.normal(scale=6, size=image.shape)
+        present = {int(k) for k in np.unique(mask) if k > 0 and (mask == k).sum() >= 6}
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+        masks.append(mask)
+        tags.append(frozenset(present))
+    return images, masks, tags
