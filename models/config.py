@@ -34,7 +34,7 @@ class PipelineConfig:
     """Knobs of one labeling run; unknown names or out-of-range values raise ValueError."""
 
     # data and schedule
-    image_size: int = _knob(96, 16, 1024, doc="training resolution: longer side, padded to square")
+    image_size: int = _knob(128, 16, 1024, doc="training resolution: longer side, padded to square")
     epochs_lnet: int = _knob(20, 1, 1000, doc="L-Net epochs")
     epochs_supervised: int = _knob(
         10,
