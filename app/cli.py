@@ -105,6 +105,23 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_blobs_sweep(args: argparse.Namespace) -> int:
+    """Delete blobs no row references (older than --older-than seconds) and stale temp files."""
+    from app.blobs import LocalBlobStore
+    from app.services.blob_refs import sweep_orphans
+
+    settings = Settings()
+    store = LocalBlobStore(settings.blob_dir)
+    _, result = cli_keys.in_session(lambda s: sweep_orphans(s, store, older_than_s=args.older_than))
+    print(
+        f"blobs: {result.examined} older than {args.older_than:g} s examined, "
+        f"{len(result.deleted)} unreferenced deleted, {result.tmp_removed} temp files removed "
+        f"({cli_keys.where(settings)})",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tag2mask", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +150,24 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_cmd_worker)
 
     cli_jobs.add_parser(sub)
+
+    blobs = sub.add_parser("blobs", help="the blob store").add_subparsers(
+        dest="blobs_cmd", required=True
+    )
+    sweep = blobs.add_parser(
+        "sweep",
+        help="delete blobs that no row references (left by a process killed mid-upload); "
+        "safe while the service runs",
+    )
+    sweep.add_argument(
+        "--older-than",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="spare blobs younger than this (an upload in flight writes its blob before its "
+        "row commits); default 3600",
+    )
+    sweep.set_defaults(func=_cmd_blobs_sweep)
 
     cli_keys.add_parser(sub)
     return parser
