@@ -8,7 +8,7 @@ import sys
 
 from app import cli_jobs, cli_keys
 from app.migrate import upgrade_head
-from app.serve import spawn_workers, stop_workers
+from app.serve import spawn_workers, stop_workers, supervise
 from app.services.keys import create_key, has_any_admin
 from app.settings import Settings
 
@@ -29,11 +29,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     if args.workers > 1 and not args.shared_socket:
         # A socket per worker: uvicorn's shared one let one worker take most connections.
-        procs = spawn_workers(args.host, args.port, args.workers, ["--log-level", args.log_level])
+        worker_args = ["--log-level", args.log_level]
+        procs = spawn_workers(args.host, args.port, args.workers, worker_args)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the workers too
         try:
-            for p in procs:
-                p.wait()
+            # A worker that dies (kill -9, OOM) is replaced on a socket of its own.
+            supervise(procs, lambda: spawn_workers(args.host, args.port, 1, worker_args)[0])
         except KeyboardInterrupt:
             pass
         finally:
