@@ -525,6 +525,9 @@ class Bench:
                 j=jid,
             )[0].n
             written = self.sql("SELECT count(*) AS n FROM masks WHERE job_id = :j", j=jid)[0].n
+            events = self.sql(
+                "SELECT ts, level, message FROM job_events WHERE job_id = :j ORDER BY id", j=jid
+            )
             jobs.append(
                 {
                     "id": jid,
@@ -532,6 +535,10 @@ class Bench:
                     "attempts": st.attempts,
                     "end_events": ends,
                     "masks_written": written,
+                    "events": [
+                        [round((e.ts - events[0].ts).total_seconds(), 2), e.level, e.message]
+                        for e in events
+                    ],
                 }
             )
 
