@@ -438,15 +438,18 @@ class Bench:
             if name == "pg_restart_uploads":
                 time.sleep(2)  # uploads in full flow
                 t0 = time.monotonic()
-            cluster = sorted(os.listdir("/etc/postgresql"))[0]
-            subprocess.run(
-                [
-                    *restore_priority(),
-                    *("pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"),
-                ],
-                check=True,
-                capture_output=True,
-            )
+            if self.args.pg_fault == "restart":
+                cluster = sorted(os.listdir("/etc/postgresql"))[0]
+                subprocess.run(
+                    [
+                        *restore_priority(),
+                        *("pg_ctlcluster", "--skip-systemctl-redirect", cluster, "main", "restart"),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
+            else:  # only this database's connections dropped, as a restart drops them
+                rec["dropped"] = self.drop_connections()
             rec["fault_s"] = time.monotonic() - t0
         elif name == "api_kill":
             time.sleep(2)
@@ -486,6 +489,26 @@ class Bench:
             return f"{r.status_code} {r.json().get('error', {}).get('detail', '')}"
         except httpx.HTTPError as e:
             return classify(e)
+
+    def drop_connections(self) -> int:
+        from sqlalchemy import create_engine, text
+        from sqlalchemy.engine import make_url
+
+        admin = create_engine(self.args.admin_url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as c:
+                return int(
+                    c.execute(
+                        text(
+                            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                            "WHERE datname = :db"
+                        ),
+                        {"db": make_url(self.url).database},
+                    ).scalar()
+                    or 0
+                )
+        finally:
+            admin.dispose()
 
     # the audit
     def audit(self, shared: Shared, uploads_project: int) -> dict[str, Any]:
@@ -619,6 +642,13 @@ def main() -> int:
     ap.add_argument("--down-s", type=float, default=3.0, help="seconds Redis stays down")
     ap.add_argument("--settle-s", type=float, default=5.0, help="calm seconds between faults")
     ap.add_argument("--job-timeout", type=float, default=900.0)
+    ap.add_argument(
+        "--pg-fault",
+        choices=("restart", "terminate"),
+        default="restart",
+        help="pg_restart_*: restart the server (pg_ctlcluster), or only terminate this "
+        "database's connections (gentler: other databases on the server are left alone)",
+    )
     ap.add_argument("--admin-url", default=ADMIN_URL)
     ap.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
     ap.add_argument("--json", default=None)
