@@ -63,6 +63,10 @@ class LocalBlobStore:
             dest = self.path(key)
             if dest.exists():
                 os.unlink(tmp_name)
+                # A fresh mtime: the orphan sweep spares blobs younger than its grace
+                # period, and a row about to reference this one may not be committed yet.
+                with contextlib.suppress(FileNotFoundError):
+                    os.utime(dest)
                 return key, False
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(tmp_name, dest)
@@ -84,6 +88,26 @@ class LocalBlobStore:
     def delete(self, key: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             self.path(key).unlink()
+
+    def keys_with_mtime(self) -> list[tuple[str, float]]:
+        """(key, modification time) of every stored blob."""
+        out = []
+        for p in self.root.glob("??/??/*"):
+            if _KEY.fullmatch(p.name):
+                with contextlib.suppress(FileNotFoundError):
+                    out.append((p.name, p.stat().st_mtime))
+        return out
+
+    def remove_stale_tmp(self, older_than: float) -> int:
+        """Delete temp files (writes a killed process left half done) last touched before
+        `older_than` (a time.time() value); returns how many."""
+        removed = 0
+        for p in self._tmp.iterdir():
+            with contextlib.suppress(FileNotFoundError):
+                if p.stat().st_mtime < older_than:
+                    p.unlink()
+                    removed += 1
+        return removed
 
     def keys(self) -> list[str]:
         """Every stored key (for tests and garbage collection)."""

@@ -8,7 +8,7 @@ import sys
 
 from app import cli_jobs, cli_keys
 from app.migrate import upgrade_head
-from app.serve import spawn_workers, stop_workers
+from app.serve import spawn_workers, stop_workers, supervise
 from app.services.keys import create_key, has_any_admin
 from app.settings import Settings
 
@@ -29,11 +29,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     if args.workers > 1 and not args.shared_socket:
         # A socket per worker: uvicorn's shared one let one worker take most connections.
-        procs = spawn_workers(args.host, args.port, args.workers, ["--log-level", args.log_level])
+        worker_args = ["--log-level", args.log_level]
+        procs = spawn_workers(args.host, args.port, args.workers, worker_args)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the workers too
         try:
-            for p in procs:
-                p.wait()
+            # A worker that dies (kill -9, OOM) is replaced on a socket of its own.
+            supervise(procs, lambda: spawn_workers(args.host, args.port, 1, worker_args)[0])
         except KeyboardInterrupt:
             pass
         finally:
@@ -105,6 +106,23 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_blobs_sweep(args: argparse.Namespace) -> int:
+    """Delete blobs no row references (older than --older-than seconds) and stale temp files."""
+    from app.blobs import LocalBlobStore
+    from app.services.blob_refs import sweep_orphans
+
+    settings = Settings()
+    store = LocalBlobStore(settings.blob_dir)
+    _, result = cli_keys.in_session(lambda s: sweep_orphans(s, store, older_than_s=args.older_than))
+    print(
+        f"blobs: {result.examined} older than {args.older_than:g} s examined, "
+        f"{len(result.deleted)} unreferenced deleted, {result.tmp_removed} temp files removed "
+        f"({cli_keys.where(settings)})",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tag2mask", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +151,24 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_cmd_worker)
 
     cli_jobs.add_parser(sub)
+
+    blobs = sub.add_parser("blobs", help="the blob store").add_subparsers(
+        dest="blobs_cmd", required=True
+    )
+    sweep = blobs.add_parser(
+        "sweep",
+        help="delete blobs that no row references (left by a process killed mid-upload); "
+        "safe while the service runs",
+    )
+    sweep.add_argument(
+        "--older-than",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="spare blobs younger than this (an upload in flight writes its blob before its "
+        "row commits); default 3600",
+    )
+    sweep.set_defaults(func=_cmd_blobs_sweep)
 
     cli_keys.add_parser(sub)
     return parser

@@ -1,7 +1,8 @@
 """API errors with stable codes, and the handlers that render them as JSON.
 
 Every 4xx/5xx body is `{"error": {"code", "message", "detail"?}}`; tracebacks never leave
-the server (an unhandled error answers 500 with a request id that is in the log).
+the server (an unhandled error answers 500 with a request id that is in the log). A lost or
+refused connection to the database or the broker answers 503 with Retry-After instead.
 """
 
 from __future__ import annotations
@@ -138,7 +139,64 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
         # Only errors outside UnhandledErrors get here (Starlette re-raises them after this
         # answer, and the server closes the connection).
-        return internal_error(request.method, request.url.path)
+        return server_error(exc, request.method, request.url.path)
+
+
+# Seconds a client is told to wait (Retry-After) when a dependency does not answer.
+RETRY_AFTER_S = 2
+
+
+def dependency_down(exc: BaseException) -> str | None:
+    """ "database" or "broker" when `exc` (or what caused it) is a lost or refused connection
+    to one of them, else None. Such a request may succeed when retried a little later."""
+    import psycopg
+    import redis.exceptions
+    from kombu.exceptions import OperationalError as KombuOperationalError
+    from sqlalchemy import exc as sa_exc
+
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(
+            current,
+            sa_exc.OperationalError
+            | sa_exc.InterfaceError
+            | sa_exc.TimeoutError
+            | sa_exc.DisconnectionError
+            | psycopg.OperationalError
+            | psycopg.InterfaceError,
+        ) or (isinstance(current, sa_exc.DBAPIError) and current.connection_invalidated):
+            return "database"
+        if isinstance(
+            current,
+            redis.exceptions.ConnectionError
+            | redis.exceptions.TimeoutError
+            | KombuOperationalError,
+        ):
+            return "broker"
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def unavailable(what: str) -> JSONResponse:
+    """503 with Retry-After: the request did not happen for want of the database or broker."""
+    return error_response(
+        503,
+        "unavailable",
+        f"The {what} does not answer; retry shortly.",
+        {"dependency": what},
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+def server_error(exc: BaseException, method: str, path: str) -> JSONResponse:
+    """The answer for an exception no handler took: 503 when a dependency is down, else 500."""
+    what = dependency_down(exc)
+    if what is not None:
+        log.warning("%s unavailable on %s %s: %s", what, method, path, type(exc).__name__)
+        return unavailable(what)
+    return internal_error(method, path)
 
 
 def internal_error(method: str, path: str) -> JSONResponse:
@@ -177,8 +235,8 @@ class UnhandledErrors:
 
         try:
             await self.app(scope, receive, send_tracking)
-        except Exception:
+        except Exception as exc:
             if started:
                 raise
-            response = internal_error(scope.get("method", ""), scope.get("path", ""))
+            response = server_error(exc, scope.get("method", ""), scope.get("path", ""))
             await response(scope, receive, send)

@@ -33,6 +33,10 @@ from app.db import PING_AFTER_IDLE_S
 _DIALECT = PGDialect_psycopg()  # what the engine uses: the same SQL text and casts
 
 
+class _StaleConnection(Exception):
+    """A connection taken from the pool turned out dead before its statement ran."""
+
+
 class PgReader:
     """A pool of at most `size` autocommit connections, opened on first use."""
 
@@ -61,9 +65,24 @@ class PgReader:
         """All rows of `stmt` with `params` (named bind parameters) as named tuples."""
         sql, defaults = self._sql(stmt)
         values = {**defaults, **params} if params else defaults
-        async with self._connection() as conn:
+        try:
+            return await self._run(sql, values, reuse=True)
+        except _StaleConnection:
+            # A pooled connection the server dropped (a database restart): the statement
+            # never ran to a result, so it runs once more on a new connection. Safe for
+            # every statement run here: reads, and uploads' INSERT ... ON CONFLICT DO
+            # NOTHING (a first try that did commit makes the second a conflict, a merge).
+            return await self._run(sql, values, reuse=False)
+
+    async def _run(self, sql: str, values: Mapping[str, Any], *, reuse: bool) -> list[Any]:
+        async with self._connection(reuse=reuse) as (conn, reused):
             cur = conn.cursor(row_factory=namedtuple_row)
-            await cur.execute(sql, values)
+            try:
+                await cur.execute(sql, values)
+            except psycopg.OperationalError as e:
+                if reused and conn.broken:
+                    raise _StaleConnection from e
+                raise
             return await cur.fetchall()
 
     async def first(self, stmt: Executable, params: Mapping[str, Any] | None = None) -> Any:
@@ -71,13 +90,16 @@ class PgReader:
         return rows[0] if rows else None
 
     @asynccontextmanager
-    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+    async def _connection(
+        self, *, reuse: bool = True
+    ) -> AsyncIterator[tuple[psycopg.AsyncConnection[Any], bool]]:
+        """(connection, whether it came from the pool) for one statement."""
         if self._slots is None:
             self._slots = asyncio.Semaphore(self.size)
         async with self._slots:
-            conn = await self._checkout()
+            conn, reused = await self._checkout(reuse)
             try:
-                yield conn
+                yield conn, reused
             except BaseException:
                 # A failed or cancelled (client gone) statement may leave the connection
                 # mid-query: never hand it to the next request.
@@ -88,19 +110,20 @@ class PgReader:
             else:
                 self._idle.append((conn, time.monotonic()))
 
-    async def _checkout(self) -> psycopg.AsyncConnection[Any]:
-        while self._idle:
+    async def _checkout(self, reuse: bool = True) -> tuple[psycopg.AsyncConnection[Any], bool]:
+        while reuse and self._idle:
             conn, since = self._idle.pop()
             if time.monotonic() - since < PING_AFTER_IDLE_S:
-                return conn
+                return conn, True
             try:  # idle a while: a restarted server or a dropped socket shows here
                 await conn.execute("SELECT 1")
-                return conn
+                return conn, True
             except psycopg.Error:
                 await conn.close()
-        return await psycopg.AsyncConnection.connect(
+        conn = await psycopg.AsyncConnection.connect(
             self.conninfo, autocommit=True, options="-c TimeZone=UTC"
         )
+        return conn, False
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []

@@ -13,7 +13,8 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 
@@ -74,6 +75,40 @@ def stop_workers(procs: Sequence[subprocess.Popen[bytes]], timeout_s: float = 30
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait()
+
+
+def supervise(
+    procs: list[subprocess.Popen[bytes]],
+    respawn: Callable[[], subprocess.Popen[bytes]],
+    *,
+    should_stop: Callable[[], bool] = lambda: False,
+    poll_s: float = 0.5,
+    min_uptime_s: float = 5.0,
+    log: Callable[[str], None] = lambda msg: print(msg, file=sys.stderr, flush=True),
+) -> None:
+    """Replace any worker of `procs` (in place) that exits, until `should_stop()`.
+
+    A worker killed mid-request (OOM killer, kill -9) loses only its own connections; the
+    others keep serving on their sockets meanwhile, and its replacement binds a new one.
+    One that dies within `min_uptime_s` of its start is replaced only after that much
+    time, so a worker that cannot start does not spin.
+    """
+    started = {p.pid: time.monotonic() for p in procs}
+    while not should_stop():
+        for i, p in enumerate(procs):
+            code = p.poll()
+            if code is None:
+                continue
+            up = time.monotonic() - started.pop(p.pid, 0.0)
+            if up < min_uptime_s:
+                time.sleep(min_uptime_s - up)
+                if should_stop():
+                    return
+            new = respawn()
+            started[new.pid] = time.monotonic()
+            procs[i] = new
+            log(f"API worker {p.pid} exited ({code}); started {new.pid} in its place")
+        time.sleep(poll_s)
 
 
 def _worker(argv: Sequence[str]) -> None:

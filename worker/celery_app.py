@@ -7,6 +7,8 @@ the database holds every job's state.
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery, Task
 
 from app.settings import Settings
@@ -14,9 +16,13 @@ from worker.context import process_context
 from worker.execute import WORKER_NAME, run_job
 
 TASK_NAME = "tag2mask.run_job"
+# A job put back in the queue after its database connection dropped runs again this much later.
+REQUEUE_DELAY_S = 2
 # An unacknowledged message comes back after this long; jobs are safe to run twice, and
 # the reaper re-sends lost jobs much sooner through their heartbeat.
 VISIBILITY_TIMEOUT_S = 6 * 3600
+
+log = logging.getLogger(__name__)
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -38,6 +44,17 @@ def make_celery(settings: Settings) -> Celery:
     def run_job_task(self: Task, job_id: int) -> str:
         # Each (forked) worker process builds its own engine on first use.
         worker = self.request.hostname or WORKER_NAME
-        return run_job(process_context(settings), int(job_id), worker=worker)
+        outcome = run_job(process_context(settings), int(job_id), worker=worker)
+        if outcome == "requeued":
+            # Put back in the queue (its database connection dropped): send it again now
+            # rather than wait for the reaper's queued timeout. Sending may fail too (the
+            # broker down as well); the reaper is still there.
+            try:
+                app.send_task(
+                    TASK_NAME, args=[job_id], queue=settings.job_queue, countdown=REQUEUE_DELAY_S
+                )
+            except Exception:
+                log.warning("could not re-send job %s; the reaper will", job_id, exc_info=True)
+        return outcome
 
     return app

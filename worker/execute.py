@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from app.errors import dependency_down
 from app.services.webhooks import enqueue_job_finished
 from app.tables import Job, JobEvent, utcnow
 from worker.checkpoints import StageCheckpoints
@@ -108,7 +109,12 @@ def _finish(
     return True
 
 
-def _requeue(ctx: WorkerContext, job_id: int, attempt: int) -> None:
+def _requeue(
+    ctx: WorkerContext,
+    job_id: int,
+    attempt: int,
+    message: str = "worker shutting down; the job will resume from its last stage",
+) -> None:
     with ctx.sessionmaker.begin() as s:
         res = s.execute(
             update(Job)
@@ -120,7 +126,7 @@ def _requeue(ctx: WorkerContext, job_id: int, attempt: int) -> None:
                 JobEvent(
                     job_id=job_id,
                     level="warning",
-                    message="worker shutting down; the job will resume from its last stage",
+                    message=message,
                 )
             )
 
@@ -170,6 +176,20 @@ def run_job(
         if type(e).__name__ == "StopRequested":  # models/ raises its own stop signal
             _finish(ctx, job_id, attempt, "cancelled", event=("info", "cancelled", None))
             return "cancelled"
+        if dependency_down(e) == "database":
+            # A dropped or refused database connection (a restart) is not the job's fault:
+            # the attempt goes back to the queue and resumes from its last finished stage.
+            log.warning("job %s attempt %s lost its database connection", job_id, attempt)
+            try:
+                _requeue(
+                    ctx,
+                    job_id,
+                    attempt,
+                    "database connection lost; the job will resume from its last stage",
+                )
+            except Exception:  # still down: the reaper re-sends it once its heartbeat is stale
+                log.warning("job %s: database still down; left to the reaper", job_id)
+            return "requeued"
         code = "invalid_params" if isinstance(e, InvalidParams) else "job_failed"
         log.exception("job %s failed", job_id)
         _finish(

@@ -25,7 +25,8 @@ DESCRIPTIONS = {
     409: "Conflicts with the resource's current state (`conflict`)",
     413: "The request body is larger than TAG2MASK_MAX_UPLOAD_BYTES (`payload_too_large`)",
     422: "The request is not valid (`validation_error` and the specific codes of the README)",
-    503: "Not ready (`not_ready`)",
+    503: "Not ready (`not_ready`), or the database or broker does not answer (`unavailable`, "
+    "with Retry-After)",
 }
 
 
@@ -77,6 +78,7 @@ def declare_errors(routes: Iterable[BaseRoute]) -> None:
         statuses: set[int] = set()
         if calls & AUTH:
             statuses.add(401)
+            statuses.add(503)  # every key is checked against the database
         if any(c.startswith("role:") for c in calls) or "lean_annotator" in calls:
             statuses.add(403)
         if route.dependant.path_params:
