@@ -422,17 +422,19 @@ class Bench:
                 rec["job_start_s"] = time.monotonic() - t
 
             asking = threading.Thread(target=ask)
-            asking.start()
-            time.sleep(self.args.down_s)
-            subprocess.run(
-                [
-                    *restore_priority(),
-                    *("redis-server", "--daemonize", "yes", "--bind", host),
-                    *("--port", port, "--save", "", "--appendonly", "no"),
-                ],
-                check=True,
-                capture_output=True,
-            )
+            try:
+                asking.start()
+                time.sleep(self.args.down_s)
+            finally:  # Redis comes back even when the benchmark is stopped meanwhile
+                subprocess.run(
+                    [
+                        *restore_priority(),
+                        *("redis-server", "--daemonize", "yes", "--bind", host),
+                        *("--port", port, "--save", "", "--appendonly", "no"),
+                    ],
+                    check=True,
+                    capture_output=True,
+                )
             rec["fault_s"] = time.monotonic() - t0
         elif name.startswith("pg_restart"):
             if name == "pg_restart_uploads":
@@ -654,6 +656,8 @@ def main() -> int:
     ap.add_argument("--json", default=None)
     args = ap.parse_args()
 
+    # SIGTERM unwinds like Ctrl-C: Redis restarted, processes stopped, database dropped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(args)
     shared = Shared()
     threads: list[threading.Thread] = []
