@@ -1,0 +1,95 @@
+"""The review page in chromium: sign in, the queue in confidence order, keyboard decisions."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+
+from tests.review.page import (
+    browser_errors,
+    open_page,
+    open_queue,
+    press,
+    queue_items,
+    review_project,
+    showing,
+    text,
+    wait,
+)
+
+
+def test_a_wrong_key_is_refused_in_words_and_not_kept(browser, server):
+    data = review_project(server, confidences=(0.5,), seed=11)
+    open_page(browser, server, f"/review/{data['project']['id']}", key="t2m_not-a-real-key")
+    wait(browser, lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "did not accept this API key" in text(browser, "error-text")
+    assert browser.execute_script("return sessionStorage.length") == 0
+    assert browser.find_element(By.ID, "signin").is_displayed()
+    assert not browser.find_element(By.ID, "queue").is_displayed()
+
+
+def test_queue_in_confidence_order_and_keyboard_review(browser, server):
+    data = review_project(server, seed=1)  # confidences 0.9, 0.3, 0.6, 0.1
+    pid = data["project"]["id"]
+    open_queue(browser, server, pid)
+    names = [f"shape_1_{i}.png" for i in (3, 1, 2, 0)]  # lowest confidence first
+    assert showing(browser) == names[0]
+    assert text(browser, "queue-count").startswith("4 left to review")
+    seen = [showing(browser)]
+    for _ in range(3):
+        before = seen[-1]
+        press(browser, Keys.ARROW_RIGHT)
+        wait(browser, lambda d, b=before: showing(d) != b)
+        seen.append(showing(browser))
+    assert seen == names
+    for _ in range(3):
+        press(browser, Keys.ARROW_LEFT)
+    wait(browser, lambda d: showing(d) == names[0])
+    assert "run #" in text(browser, "f-run") and str(data["job_id"]) in text(browser, "f-run")
+
+    # The overlay paints the mask in its category's colour, the tags are listed.
+    cats = {c["index"]: c["color"] for c in data["project"]["categories"]}
+    mask = data["masks"][3]
+    ys, xs = (mask > 0).nonzero()
+    y, x = int(ys[len(ys) // 2]), int(xs[len(xs) // 2])
+    pixel = browser.execute_script(
+        "return Array.from(document.getElementById('layer-mask').getContext('2d')"
+        ".getImageData(arguments[0], arguments[1], 1, 1).data)",
+        x,
+        y,
+    )
+    colour = cats[int(mask[y, x])]
+    assert pixel == [int(colour[i : i + 2], 16) for i in (1, 3, 5)] + [255]
+    assert browser.find_elements(By.CSS_SELECTOR, "#tags li")
+
+    press(browser, "a")  # accept the lowest
+    wait(browser, lambda d: showing(d) == names[1])
+    press(browser, "c", "too coarse", Keys.ESCAPE, "r")  # comment, then reject
+    wait(browser, lambda d: showing(d) == names[2])
+    assert text(browser, "queue-count").startswith("2 left to review")
+
+    items = {it["image"]["filename"]: it for it in queue_items(server, pid)}
+    assert sorted(items) == sorted(names[2:])  # the two reviewed masks left the queue
+    with server.client() as api:
+        by_name = {}
+        for iid in data["image_ids"]:
+            im = api.get(f"/v1/images/{iid}").json()
+            hist = api.get(f"/v1/images/{iid}/masks").json()["items"]
+            by_name[im["filename"]] = hist[0]
+    assert by_name[names[0]]["review_state"] == "accepted"
+    assert by_name[names[0]]["review_comment"] is None
+    assert by_name[names[1]]["review_state"] == "rejected"
+    assert by_name[names[1]]["review_comment"] == "too coarse"
+    assert by_name[names[2]]["review_state"] == "pending"
+
+    # The key stayed in this tab: in sessionStorage, in no URL, sent to no other origin.
+    assert browser.execute_script("return sessionStorage.length") == 1
+    assert server.admin_key not in browser.current_url
+    urls = browser.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    origin = urlsplit(server.url)
+    assert urls and all(urlsplit(u).netloc == origin.netloc for u in urls if "://" in u)
+    assert browser_errors(browser) == []
