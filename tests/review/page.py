@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -132,3 +134,19 @@ def browser_errors(driver: WebDriver) -> list[str]:
     logs = driver.get_log("browser")
     bad = ("Uncaught", "Content Security Policy", "Refused to")
     return [e["message"] for e in logs if any(b in e["message"] for b in bad)]
+
+
+def screenshot(driver: WebDriver, name: str) -> None:
+    """Saves `name`.png under $TAG2MASK_REVIEW_SCREENSHOTS when set (the README's pictures)."""
+    folder = os.environ.get("TAG2MASK_REVIEW_SCREENSHOTS")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        driver.save_screenshot(str(Path(folder) / f"{name}.png"))
+
+
+def disc(arr: np.ndarray, cx: int, cy: int, r: int, value: int) -> np.ndarray:
+    """`arr` with a brush dab painted as the page paints it (pixels within r of the centre)."""
+    out = arr.copy()
+    yy, xx = np.mgrid[: arr.shape[0], : arr.shape[1]]
+    out[(xx - cx) ** 2 + (yy - cy) ** 2 <= r * r] = value
+    return out

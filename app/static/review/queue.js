@@ -31,7 +31,7 @@ export class Queue {
   async reload() {
     this.reset();
     await this.more();
-    await this.show(0);
+    await this.show(0, "Queue reloaded. ");
   }
 
   async more() {
@@ -91,7 +91,8 @@ export class Queue {
     }
   }
 
-  async show(pos) {
+  // Puts item `pos` on the stage; `note` (what was just done) leads the status line.
+  async show(pos, note = "") {
     this.pos = Math.max(0, Math.min(pos, this.items.length - 1));
     const item = this.current();
     this.renderCount();
@@ -107,7 +108,7 @@ export class Queue {
     this.editor.load(assets, this.colours);
     this.renderFacts(item, assets);
     this.prefetch();
-    status(`Showing ${item.image.filename} (mask ${item.mask_id}).`);
+    status(`${note}Showing ${item.image.filename} (mask ${item.mask_id}).`);
   }
 
   renderCount() {
@@ -144,19 +145,19 @@ export class Queue {
   }
 
   // The next undecided item after the current one (wrapping), or stay.
-  async advance() {
+  async advance(note) {
     const n = this.items.length;
     for (let k = 1; k <= n; k++) {
       const i = (this.pos + k) % n;
-      if (!this.decided.has(this.items[i].mask_id)) return this.show(i);
+      if (!this.decided.has(this.items[i].mask_id)) return this.show(i, note);
     }
     if (!this.exhausted) {
       await this.more();
-      if (this.items.length > n) return this.show(n);
+      if (this.items.length > n) return this.show(n, note);
     }
     this.renderCount();
     setText("f-state", this.decided.get(this.current()?.mask_id) || "");
-    status("Every mask in the queue has been reviewed.");
+    status(`${note}Every mask in the queue has been reviewed.`);
   }
 
   async guarded(work) {
@@ -179,8 +180,8 @@ export class Queue {
       const mask = await postJson(`/v1/masks/${item.mask_id}/review`, body);
       this.decided.set(item.mask_id, mask.review_state);
       $("comment").value = "";
-      status(`${mask.review_state === "accepted" ? "Accepted" : "Rejected"} the mask of ${item.image.filename}.`);
-      await this.advance();
+      const done = mask.review_state === "accepted" ? "Accepted" : "Rejected";
+      await this.advance(`${done} the mask of ${item.image.filename}. `);
     });
   }
 
@@ -196,8 +197,7 @@ export class Queue {
       const resp = await call(`/v1/masks/${item.mask_id}/correction`, { method: "POST", form });
       const human = await resp.json();
       this.decided.set(item.mask_id, "corrected");
-      status(`Saved the correction of ${item.image.filename} as human mask #${human.id}.`);
-      await this.advance();
+      await this.advance(`Saved the correction of ${item.image.filename} as human mask #${human.id}. `);
     });
   }
 }
