@@ -43,7 +43,11 @@ def review_project(
     seed: int = 0,
     metrics: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A project of shape images with one finished run: one pseudo-mask per image."""
+    """A project of shape images with one finished run: one pseudo-mask per image.
+
+    `metrics["budget"]` entries name images by upload position (0, 1, ...) in `image_id`;
+    they are given the real ids before the run is written.
+    """
     images, masks, tags = make_shapes_dataset(
         len(confidences), size=SIZE, seed=seed, num_classes=len(categories)
     )
@@ -74,6 +78,9 @@ def review_project(
         ]
         for w, c in zip(weak, confidences, strict=True)
     ]
+    if metrics and "budget" in metrics:
+        ranking = [{**r, "image_id": ids[r["image_id"]]} for r in metrics["budget"]]
+        metrics = {**metrics, "budget": ranking}
     job = finished_pipeline_job(
         server.settings,
         project["id"],

@@ -1,5 +1,5 @@
 // DOM helpers. Every string reaches the page through textContent or a DOM property,
-// never through innerHTML: names, tags, file names and comments come from users.
+// never parsed as HTML markup: names, tags, file names and comments come from users.
 
 import { explain } from "./api.js";
 
