@@ -78,4 +78,3 @@ def test_a_hostile_category_name_and_filename_stay_text(browser, server):
         pass
     assert browser.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
     assert browser_errors(browser) == []  # not even a handler that the CSP had to refuse
-

@@ -43,10 +43,16 @@ export class Editor {
     this.colours = new Map([...colours].map(([i, c]) => [i, rgb(c)]));
     this.undoStack = [];
     this.cursor = null;
-    for (const c of [...Object.values(this.layers), this.preview]) {
-      c.width = width;
-      c.height = height;
+    // Outlines and their labels are drawn k times finer than the image, so they stay
+    // crisp when a small image is scaled up on screen.
+    this.k = Math.max(1, Math.min(8, Math.ceil(1024 / Math.max(width, height))));
+    for (const c of Object.values(this.layers)) {
+      const k = c === this.layers.regions ? this.k : 1;
+      c.width = width * k;
+      c.height = height * k;
     }
+    this.preview.width = width * this.k;
+    this.preview.height = height * this.k;
     const ictx = this.layers.image.getContext("2d");
     ictx.imageSmoothingEnabled = false;
     ictx.drawImage(assets.bitmap, 0, 0, width, height);
@@ -61,14 +67,17 @@ export class Editor {
     const ctx = this.layers.heat.getContext("2d");
     ctx.clearRect(0, 0, this.width, this.height);
     const pctx = this.preview.getContext("2d");
+    const [pw, ph] = [this.preview.width, this.preview.height];
+    pctx.imageSmoothingEnabled = false;
+    pctx.clearRect(0, 0, pw, ph);
     pctx.globalAlpha = 0.45;
-    pctx.drawImage(this.layers.image, 0, 0);
+    pctx.drawImage(this.layers.image, 0, 0, pw, ph);
     pctx.globalAlpha = 1;
     if (!conf) return;
     const img = ctx.createImageData(this.width, this.height);
     for (let i = 0; i < conf.values.length; i++) img.data.set(heat(conf.values[i]), i * 4);
     ctx.putImageData(img, 0, 0);
-    pctx.drawImage(this.layers.heat, 0, 0);
+    pctx.drawImage(this.layers.heat, 0, 0, pw, ph);
   }
 
   paintOverlay(x0, y0, x1, y1) {
@@ -86,31 +95,36 @@ export class Editor {
   }
 
   drawRegions() {
-    for (const ctx of [this.layers.regions.getContext("2d"), this.preview.getContext("2d")]) {
-      if (ctx.canvas === this.layers.regions) ctx.clearRect(0, 0, this.width, this.height);
-      const lw = Math.max(1, Math.round(Math.max(this.width, this.height) / 160));
+    const k = this.k;
+    const top = this.layers.regions.getContext("2d");
+    top.clearRect(0, 0, this.width * k, this.height * k);
+    for (const ctx of [top, this.preview.getContext("2d")]) {
+      const lw = Math.max(2, Math.round((Math.max(this.width, this.height) * k) / 300));
       ctx.lineWidth = lw;
-      ctx.font = `${Math.max(8, lw * 8)}px sans-serif`;
+      ctx.font = `bold ${lw * 7}px sans-serif`;
       this.regions.forEach((r, rank) => {
-        const [x0, y0, x1, y1] = r.bbox;
+        const [x0, y0, x1, y1] = r.bbox.map((v) => v * k);
+        const box = [x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw];
         ctx.setLineDash([]);
         ctx.strokeStyle = "#000";
-        ctx.strokeRect(x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw);
+        ctx.strokeRect(...box);
         ctx.setLineDash([lw * 3, lw * 2]);
         ctx.strokeStyle = "#ffe000";
-        ctx.strokeRect(x0 + lw / 2, y0 + lw / 2, x1 - x0 - lw, y1 - y0 - lw);
+        ctx.strokeRect(...box);
+        const label = `${rank + 1}: ${r.score.toFixed(2)}`;
+        ctx.fillStyle = "rgb(0 0 0 / 0.7)";
+        ctx.fillRect(x0 + lw, y0 + lw, ctx.measureText(label).width + lw * 2, lw * 8.5);
         ctx.fillStyle = "#ffe000";
-        ctx.fillText(`${rank + 1}: ${r.score.toFixed(2)}`, x0 + lw * 2, y0 + lw * 9);
+        ctx.fillText(label, x0 + lw * 2, y0 + lw * 7.5);
       });
     }
     if (this.cursor && this.tool !== "view") {
-      const ctx = this.layers.regions.getContext("2d");
-      ctx.setLineDash([]);
-      ctx.strokeStyle = "#fff";
-      ctx.lineWidth = 1;
-      ctx.beginPath();
-      ctx.arc(this.cursor[0] + 0.5, this.cursor[1] + 0.5, this.radius, 0, Math.PI * 2);
-      ctx.stroke();
+      top.setLineDash([]);
+      top.strokeStyle = "#fff";
+      top.lineWidth = Math.max(1, k / 2);
+      top.beginPath();
+      top.arc((this.cursor[0] + 0.5) * k, (this.cursor[1] + 0.5) * k, this.radius * k, 0, Math.PI * 2);
+      top.stroke();
     }
   }
 

@@ -128,7 +128,8 @@ export class Queue {
     if (item) {
       const d = assets?.detail;
       run = item.job_id ? `run #${item.job_id}` : "no run";
-      if (assets?.job) run += ` (${assets.job.kind}, ${assets.job.status}, ${assets.job.finished_at || "unfinished"})`;
+      const when = (t) => (t ? `${t.slice(0, 16).replace("T", " ")} UTC` : "unfinished");
+      if (assets?.job) run += ` (${assets.job.kind}, ${assets.job.status}, ${when(assets.job.finished_at)})`;
       run += d?.model_version_id ? ` · model version #${d.model_version_id}` : " · model version: none recorded";
     }
     setText("f-run", run);
