@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tomllib
 
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
@@ -41,6 +42,9 @@ def test_the_page_and_its_files_are_served_with_a_strict_policy(server):
     assert scripts and all("src=" in attrs and not body.strip() for attrs, body in scripts)
     assert not re.search(r"\son[a-z]+\s*=", html)  # no inline event handlers
     assert not re.search(r"\sstyle\s*=", html)  # no inline styles either
+    with open(STATIC.parents[2] / "pyproject.toml", "rb") as f:
+        package_data = tomllib.load(f)["tool"]["setuptools"]["package-data"]
+    assert "static/review/*" in package_data["app"]  # `pip install .` ships the page
     served = set(ASSETS) | {"index.html"}
     assert {p.name for p in STATIC.iterdir()} == served  # every file is served, none missing
     for name in ASSETS:
