@@ -95,3 +95,13 @@ def test_a_superseded_mask_shows_the_409_and_reloads(browser, server):
     wait(browser, lambda d: not d.find_element(By.ID, "error").is_displayed())
     wait(browser, lambda d: showing(d) == "shape_3_1.png")  # 0.6 now before the new 0.95
     assert text(browser, "queue-count").startswith("2 left to review")
+
+    # A correction of a mask superseded meanwhile is refused the same way, not saved.
+    second = data["image_ids"][1]
+    finished_pipeline_job(server.settings, pid, [second], [data["masks"][1]], [0.97])
+    press(browser, "b", " ", "s")
+    wait(browser, lambda d: d.find_element(By.ID, "error").is_displayed())
+    assert "superseded" in text(browser, "error-text")
+    with server.client() as api:
+        human = api.get(f"/v1/images/{second}/mask", params={"source": "human"})
+    assert human.status_code == 404

@@ -93,3 +93,17 @@ def test_queue_in_confidence_order_and_keyboard_review(browser, server):
     origin = urlsplit(server.url)
     assert urls and all(urlsplit(u).netloc == origin.netloc for u in urls if "://" in u)
     assert browser_errors(browser) == []
+
+
+def test_a_key_revoked_mid_review_signs_the_page_out(browser, server):
+    data = review_project(server, confidences=(0.2, 0.4), seed=12)
+    key = server.key("annotator", data["project"]["id"])
+    open_queue(browser, server, data["project"]["id"], key=key)
+    with server.client() as api:
+        keys = api.get("/v1/keys").json()["items"]
+        kid = next(k["id"] for k in keys if key.startswith(k["prefix"]))
+        assert api.post(f"/v1/keys/{kid}/revoke").status_code == 200
+    press(browser, "a")
+    wait(browser, lambda d: d.find_element(By.ID, "signin").is_displayed())
+    assert "did not accept this API key" in text(browser, "error-text")
+    assert browser.execute_script("return sessionStorage.length") == 0

@@ -60,6 +60,8 @@ export async function call(path, { method = "GET", json, form, signal } = {}) {
     throw new ApiError(0, "network", "The server did not answer (" + e.message + ").", null);
   }
   if (!resp.ok) {
+    // A revoked or wrong key: the page signs out (main.js listens).
+    if (resp.status === 401) window.dispatchEvent(new Event("t2m:unauthorized"));
     let err = {};
     try {
       err = (await resp.json()).error || {};

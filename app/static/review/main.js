@@ -197,6 +197,13 @@ function wire() {
     r.addEventListener("change", () => setTool(r.value));
   }
   document.addEventListener("keydown", onKey);
+  window.addEventListener("t2m:unauthorized", () => {
+    clearKey();
+    queue = null;
+    show("views", false);
+    show("sign-out", false);
+    only("signin");
+  });
 }
 
 wire();

@@ -195,7 +195,7 @@ export class Queue {
       const { values, width, height } = this.editor;
       const form = new FormData();
       form.append("file", await encodeGreyPng(values, width, height), "correction.png");
-      const resp = await call(`/v1/masks/${item.mask_id}/correction`, { method: "POST", form });
+      const resp = await call(`/v1/masks/${item.mask_id}/correction?if_current=true`, { method: "POST", form });
       const human = await resp.json();
       this.decided.set(item.mask_id, "corrected");
       await this.advance(`Saved the correction of ${item.image.filename} as human mask #${human.id}. `);
