@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from selenium.webdriver.common.action_chains import ActionChains
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
@@ -22,6 +23,8 @@ from tests.review.page import (
     text,
     wait,
 )
+
+pytestmark = pytest.mark.browser
 
 RADIUS = 4  # the brush size slider's default
 

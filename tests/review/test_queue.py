@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
@@ -18,6 +19,19 @@ from tests.review.page import (
     text,
     wait,
 )
+
+pytestmark = pytest.mark.browser
+
+
+def fetched(driver, path: str) -> int:
+    """How many times the page requested `path` (the browser's resource timing)."""
+    return int(
+        driver.execute_script(
+            "return performance.getEntriesByType('resource')"
+            ".filter(e => new URL(e.name).pathname === arguments[0]).length",
+            path,
+        )
+    )
 
 
 def test_a_wrong_key_is_refused_in_words_and_not_kept(browser, server):
@@ -37,6 +51,10 @@ def test_queue_in_confidence_order_and_keyboard_review(browser, server):
     names = [f"shape_1_{i}.png" for i in (3, 1, 2, 0)]  # lowest confidence first
     assert showing(browser) == names[0]
     assert text(browser, "queue-count").startswith("4 left to review")
+    # The next image is fetched before the reviewer moves on, and not fetched again then.
+    nxt = queue_items(server, pid)[1]
+    wanted = [f"/v1/masks/{nxt['mask_id']}/file", f"/v1/images/{nxt['image']['id']}/file"]
+    wait(browser, lambda d: all(fetched(d, w) == 1 for w in wanted))
     seen = [showing(browser)]
     for _ in range(3):
         before = seen[-1]
@@ -44,6 +62,7 @@ def test_queue_in_confidence_order_and_keyboard_review(browser, server):
         wait(browser, lambda d, b=before: showing(d) != b)
         seen.append(showing(browser))
     assert seen == names
+    assert all(fetched(browser, w) == 1 for w in wanted)
     for _ in range(3):
         press(browser, Keys.ARROW_LEFT)
     wait(browser, lambda d: showing(d) == names[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import tomllib
 
+import pytest
 from selenium.common.exceptions import NoAlertPresentException
 from selenium.webdriver.common.by import By
 
@@ -16,6 +17,8 @@ from tests.review.page import (
     text,
     wait,
 )
+
+pytestmark = pytest.mark.browser
 
 XSS = "<img src=x onerror=alert(1)>"
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from tests.fixtures.build import mask_bytes
 from tests.review.page import SIZE, open_queue, press, review_project, screenshot, text, wait
+
+pytestmark = pytest.mark.browser
 
 
 def test_suggestions_with_reasons_and_category_quality(browser, server):
