@@ -56,7 +56,7 @@ def test_suggestions_with_reasons_and_category_quality(browser, server):
     # Neediest first: not measured, then the lowest held-out IoU.
     assert [r[0].strip() for r in rows] == ["triangle", "square", "circle"]
     assert rows[0][2:4] == ["0", "not measured"]
-    assert rows[1][2:4] == ["0", "0.350"]
+    assert rows[1][2:4] == ["0", "0.350 (low)"]
     assert rows[2][2:4] == ["1", "0.810"]  # the human mask of image 1 paints circles
     assert text(browser, "sugg-run") == f"From run #{data['job_id']}."
     screenshot(browser, "review-suggestions")

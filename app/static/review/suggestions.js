@@ -4,6 +4,7 @@
 import { getBlob, getJson } from "./api.js";
 import { $, el, setText, showError, status } from "./dom.js";
 
+const LOW_IOU = 0.5; // marked "(low)": a category the run segments badly
 let objectUrls = [];
 
 function number(v) {
@@ -16,9 +17,9 @@ function categoryRows(project, categories) {
     const swatch = el("span", { cls: "swatch", attrs: { "aria-hidden": "true" } });
     swatch.style.background = colours.get(c.index) || "#888";
     const name = el("td", {}, [swatch, " ", c.name]);
+    const low = c.heldout_iou !== null && c.heldout_iou < LOW_IOU;
     const iou = c.heldout_iou === null ? "not measured" : c.heldout_iou.toFixed(3);
-    const iouCell = el("td", { text: iou });
-    if (c.heldout_iou !== null && c.heldout_iou < 0.5) iouCell.className = "low";
+    const iouCell = el("td", { text: low ? `${iou} (low)` : iou, cls: low ? "low" : "" });
     return el("tr", {}, [
       name,
       el("td", { text: c.index }),
