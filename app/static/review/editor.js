@@ -38,7 +38,6 @@ export class Editor {
     this.width = width;
     this.height = height;
     this.values = new Uint8Array(assets.mask.values);
-    this.original = assets.mask.values;
     this.regions = assets.regions || [];
     this.colours = new Map([...colours].map(([i, c]) => [i, rgb(c)]));
     this.undoStack = [];
@@ -206,9 +205,8 @@ export class Editor {
     return this.undoStack?.length > 0;
   }
 
+  // Painted since the mask was loaded (and not all undone): there is something to save.
   dirty() {
-    if (!this.values) return false;
-    for (let i = 0; i < this.values.length; i++) if (this.values[i] !== this.original[i]) return true;
-    return false;
+    return this.canUndo();
   }
 }

@@ -49,7 +49,7 @@ async function start() {
   setText("project-name", `Project: ${project.name}`);
   show("views");
   renderLegend();
-  editor = new Editor();
+  editor = editor || new Editor(); // one: it listens to the stage's pointer events
   editor.onChange = () => {
     $("undo").disabled = !editor.canUndo();
     $("save").disabled = !editor.dirty();
