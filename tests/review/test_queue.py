@@ -126,3 +126,14 @@ def test_a_key_revoked_mid_review_signs_the_page_out(browser, server):
     wait(browser, lambda d: d.find_element(By.ID, "signin").is_displayed())
     assert "did not accept this API key" in text(browser, "error-text")
     assert browser.execute_script("return sessionStorage.length") == 0
+
+
+def test_the_key_is_typed_once_per_tab(browser, server):
+    data = review_project(server, confidences=(0.3,), seed=13)
+    pid, name = data["project"]["id"], data["project"]["name"]
+    open_page(browser, server, "/review")
+    link = wait(browser, lambda d: d.find_element(By.LINK_TEXT, f"{name} (#{pid})"))
+    link.send_keys(Keys.ENTER)  # a new page load of /review/{pid}: no second sign-in
+    wait(browser, lambda d: "Showing shape_13_0.png" in text(d, "status"))
+    assert browser.current_url == f"{server.url}/review/{pid}"
+    assert not browser.find_element(By.ID, "signin").is_displayed()
