@@ -9,6 +9,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 
 from tests.review.page import (
+    SIZE,
     browser_errors,
     open_page,
     open_queue,
@@ -32,6 +33,46 @@ def fetched(driver, path: str) -> int:
             path,
         )
     )
+
+
+def rgba(driver, canvas: str, x: float, y: float) -> list[int]:
+    """A pixel of a canvas, (x, y) in image pixels (the canvas may be drawn finer)."""
+    return list(
+        driver.execute_script(
+            "const c = document.getElementById(arguments[0]), k = c.width / arguments[3];"
+            "return Array.from(c.getContext('2d')"
+            ".getImageData(Math.floor(arguments[1] * k), Math.floor(arguments[2] * k), 1, 1).data)",
+            canvas,
+            x,
+            y,
+            SIZE,
+        )
+    )
+
+
+def check_layers(driver) -> None:
+    """Heat map, weakest regions, overlay toggle and opacity, by keyboard."""
+    heat = driver.find_element(By.ID, "layer-heat")
+    assert not heat.is_displayed()
+    press(driver, "h")
+    assert heat.is_displayed()
+    weak, strong = rgba(driver, "layer-heat", 20, 20), rgba(driver, "layer-heat", 70, 20)
+    assert weak[0] > 200 and weak[1] < 100 and weak[3] > strong[3]  # lower is redder, opaquer
+    # The weakest region [8, 8, 40, 40] is outlined, its inside left clear.
+    assert rgba(driver, "layer-regions", 8.05, 20)[3] == 255
+    assert rgba(driver, "layer-regions", 24, 30)[3] == 0
+    mask = driver.find_element(By.ID, "layer-mask")
+    press(driver, "o")
+    assert not mask.is_displayed()
+    press(driver, "o", "h")
+    assert mask.is_displayed() and not heat.is_displayed()
+    slider = driver.find_element(By.ID, "opacity")
+    slider.send_keys(Keys.HOME)
+    assert mask.value_of_css_property("opacity") == "0"
+    before = showing(driver)
+    slider.send_keys(Keys.ARROW_RIGHT)  # moves the slider, not the queue
+    assert float(mask.value_of_css_property("opacity")) > 0 and showing(driver) == before
+    driver.find_element(By.ID, "stage").click()  # back to the stage (look tool: no paint)
 
 
 def test_a_wrong_key_is_refused_in_words_and_not_kept(browser, server):
@@ -82,6 +123,7 @@ def test_queue_in_confidence_order_and_keyboard_review(browser, server):
     colour = cats[int(mask[y, x])]
     assert pixel == [int(colour[i : i + 2], 16) for i in (1, 3, 5)] + [255]
     assert browser.find_elements(By.CSS_SELECTOR, "#tags li")
+    check_layers(browser)
 
     press(browser, "a")  # accept the lowest
     wait(browser, lambda d: showing(d) == names[1])
