@@ -23,9 +23,11 @@ from app.api.routes import (
     images,
     jobs,
     keys,
+    mask_files,
     masks,
     projects,
     review,
+    review_page,
     webhooks,
 )
 from app.auth_cache import PrincipalCache
@@ -116,6 +118,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         masks.router,
         jobs.router,
         review.router,
+        mask_files.router,
+        review_page.router,
         exports.router,
         webhooks.router,
         keys.router,
@@ -134,7 +138,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=False,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["ETag", "Location", "X-Mask-Id"],
+            expose_headers=["ETag", "Location", "X-Mask-Id", "X-Mask-Source", "X-Image-Id"],
         )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(UnhandledErrors)  # a JSON 500 that keeps the connection open
