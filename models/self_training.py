@@ -102,6 +102,7 @@ def predict_targets(ctx: PipelineContext, nets: SegmenterNets) -> TargetPredicti
         allowed,
         batch_size=ctx.cfg.batch_size,
         device=ctx.device,
+        shapes=[ctx.shapes[i] for i in ctx.targets],
     ):
         confidence, labels = batch.probs.max(1)
         assert batch.real is not None
