@@ -143,7 +143,7 @@ def test_killed_worker_job_survives_database_restarts_and_succeeds_once(
         masks = s.scalar(select(func.count()).select_from(Mask).where(Mask.job_id == job_id))
     assert job.status == "succeeded", (job.error, messages, logs())
     # One start per attempt; the two database outages handed the job back, the kill did not.
-    assert job.attempts == 4, messages
+    assert (job.attempts, job.handbacks, job.error) == (4, 2, None), messages
     assert sum(m.startswith("attempt ") and m.endswith(" started") for m in messages) == 4
     assert sum("went stale" in m for m in messages) == 1, messages
     assert sum("database connection lost" in m for m in messages) == 2, messages
