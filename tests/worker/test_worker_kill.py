@@ -149,3 +149,70 @@ def test_killed_worker_job_survives_database_restarts_and_succeeds_once(
     assert sum("database connection lost" in m for m in messages) == 2, messages
     assert messages.count("succeeded") == 1 and masks == 1
     assert "stage first restored from checkpoint" in messages
+
+
+TINY_PIPELINE = {
+    "backbone": "scratch",
+    "image_size": 32,
+    "epochs": 1,
+    "epochs_lnet": 4,  # long enough to be killed in
+    "rounds": 1,
+    "batch_size": 8,
+    "width": 8,
+    "min_masks_per_class": 2,
+}
+
+
+def test_pipeline_killed_in_lnet_then_a_database_outage_succeeds_once(
+    api,
+    admin,
+    start_worker,
+    rows,  # noqa: F811
+    db_url,
+):
+    """The benchmark's worker_kill job: a pipeline, two workers, kill -9 in stage lnet, a
+    new worker, and later a database outage while the resumed attempt runs."""
+    from tests.worker.test_pipeline_job import _fill_project
+
+    pid, ids, _ = _fill_project(api, admin, n=12, seed=7)
+    workers = [start_worker(), start_worker()]
+    r = api.post(
+        f"/v1/projects/{pid}/jobs",
+        json={"kind": "pipeline", "params": TINY_PIPELINE},
+        headers=admin,
+    )
+    assert r.status_code == 202, r.text
+    job_id = r.json()["id"]
+    job = wait_for(
+        lambda: running_attempt(rows, job_id, 1, "lnet"), timeout=240, what="attempt 1 in lnet"
+    )
+    victim = next(w for w in workers if w.name == job.worker)
+    victim.kill()
+    workers.remove(victim)
+    workers.append(start_worker())
+    wait_for(lambda: running_attempt(rows, job_id, 2), timeout=120, what="attempt 2 running")
+    time.sleep(1.0)
+    with database_down(db_url):
+        time.sleep(OUTAGE_S)
+
+    def ended() -> Job | None:
+        j = job_row(rows, job_id)
+        return j if j is not None and j.status in ("succeeded", "failed", "cancelled") else None
+
+    job = wait_for(ended, timeout=300, what="the job to end")
+    with rows() as s:
+        messages = list(
+            s.scalars(
+                select(JobEvent.message).where(JobEvent.job_id == job_id).order_by(JobEvent.id)
+            )
+        )
+        masks = list(s.scalars(select(Mask.image_id).where(Mask.job_id == job_id)))
+    logs = "\n".join(w.log()[-3000:] for w in workers)
+    assert job.status == "succeeded", (job.error, messages, logs)
+    # killed (counted), the outage (handed back, not counted), then the run that succeeded
+    assert (job.attempts, job.handbacks, job.error) == (3, 1, None), messages
+    assert sum("went stale" in m for m in messages) == 1, messages
+    assert sum("database connection lost" in m for m in messages) == 1, messages
+    assert messages.count("succeeded") == 1
+    # one pseudo-mask per image without a human mask, written once
+    assert sorted(masks) == sorted(ids[1::2])
