@@ -129,3 +129,42 @@ def test_hand_back_never_overrides_the_reaper(ctx):
         s.execute(Job.__table__.update().where(Job.id == job_id).values(status="queued"))
     assert _hand_back_when_database_answers(ctx, job_id, 1) is False
     assert job(ctx, job_id).handbacks == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "resent"),
+    [
+        (OperationalError("claim", {}, psycopg.OperationalError("terminating connection")), True),
+        (RuntimeError("a bug"), False),
+    ],
+)
+def test_celery_task_sends_the_job_again_when_its_claim_lost_the_database(
+    make_settings, monkeypatch, error, resent
+):
+    """The claim met a connection the database dropped while the worker sat idle: the
+    message is acknowledged anyway, so the task sends the job again instead of leaving it
+    to the reaper's queued timeout (10 s in the fault benchmark)."""
+    from worker import celery_app
+
+    app = celery_app.make_celery(make_settings(job_runner="celery"))
+    sent: list[tuple[Any, ...]] = []
+
+    def run_job(*args: Any, **kwargs: Any) -> str:
+        raise error
+
+    monkeypatch.setattr(celery_app, "run_job", run_job)
+    monkeypatch.setattr(celery_app, "process_context", lambda settings: None)
+    monkeypatch.setattr(app, "send_task", lambda *a, **kw: sent.append((a, kw)))
+    task = app.tasks[celery_app.TASK_NAME]
+    if resent:
+        assert task(7) == "requeued"
+        assert sent == [
+            (
+                (celery_app.TASK_NAME,),
+                {"args": [7], "queue": "gpu", "countdown": celery_app.REQUEUE_DELAY_S},
+            )
+        ]
+    else:
+        with pytest.raises(RuntimeError):
+            task(7)
+        assert sent == []
