@@ -105,7 +105,9 @@ def run_case(
     t["network"] = t["post"] = 0.0
     preds = []
     t0 = time.perf_counter()
-    for out in iter_ensemble(segmenters, disc, tensors, allowed, batch_size=batch, device=device):
+    for out in iter_ensemble(
+        segmenters, disc, tensors, allowed, batch_size=batch, device=device, shapes=shapes
+    ):
         if device.type == "cuda":
             torch.cuda.synchronize()
         t1 = time.perf_counter()
