@@ -39,6 +39,7 @@ from app.pg_reads import PgReader
 from app.services.jobs import read_job_stats
 from app.services.projects import ProjectRef
 from app.settings import Settings, get_settings
+from app.signing import UrlSigner
 from app.webhook_targets import TargetPolicy
 from worker.context import WorkerContext
 from worker.runner import make_runner
@@ -83,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         PgReader(settings.db_url, settings.db_write_pool_size) if postgres else None
     )
     app.state.blobs = LocalBlobStore(settings.blob_dir)
+    app.state.signer = UrlSigner.from_settings(settings)
     # Content-addressed, so never stale: small blobs (masks, thumbnails) and their COCO RLE.
     app.state.blob_cache = LruCache[bytes](
         settings.blob_cache_mb << 20, cost=len, max_item_cost=1 << 20
