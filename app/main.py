@@ -23,6 +23,7 @@ from app.api.routes import (
     images,
     jobs,
     keys,
+    label_studio_config,
     masks,
     projects,
     review,
@@ -121,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports.router,
         webhooks.router,
         keys.router,
+        label_studio_config.router,
     )
     for router in routers:
         declare_errors(router.routes)
