@@ -23,6 +23,7 @@ from app.api.routes import (
     images,
     jobs,
     keys,
+    label_studio_backend,
     label_studio_config,
     masks,
     projects,
@@ -33,6 +34,7 @@ from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker, max_connections
 from app.errors import UnhandledErrors, install_error_handlers
+from app.label_studio.runs import RunPredictors
 from app.limits import BodySizeLimit
 from app.lru import LruCache
 from app.metrics import HttpMetrics, JobCollector
@@ -86,6 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.blobs = LocalBlobStore(settings.blob_dir)
     app.state.signer = UrlSigner.from_settings(settings)
+    app.state.ls_predictors = RunPredictors()  # the Label Studio ML backend's networks
     # Content-addressed, so never stale: small blobs (masks, thumbnails) and their COCO RLE.
     app.state.blob_cache = LruCache[bytes](
         settings.blob_cache_mb << 20, cost=len, max_item_cost=1 << 20
@@ -123,6 +126,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         webhooks.router,
         keys.router,
         label_studio_config.router,
+        label_studio_backend.router,
     )
     for router in routers:
         declare_errors(router.routes)
