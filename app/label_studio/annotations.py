@@ -86,7 +86,12 @@ def annotation_mask(
             )
             continue
         labels = value.get("brushlabels") or []
-        unknown += [str(n) for n in labels if n not in class_of]
+        rle = value.get("rle")
+        if not isinstance(labels, list) or not all(isinstance(n, str) for n in labels):
+            raise ValidationFailed("A brush region's 'brushlabels' is not a list of names.")
+        if not isinstance(rle, list):
+            raise ValidationFailed("A brush region has no 'rle' list (format 'rle').")
+        unknown += [n for n in labels if n not in class_of]
         if unknown or not labels:
             continue
         size = (region.get("original_width"), region.get("original_height"))
@@ -96,7 +101,7 @@ def annotation_mask(
                 {"region": region.get("id")},
             )
         try:
-            rgba = decode_rle(value.get("rle") or [], max_values=width * height * 4)
+            rgba = decode_rle(rle, max_values=width * height * 4)
         except RleError as e:
             raise ValidationFailed(f"A brush region's RLE is not valid: {e}.") from e
         if rgba.size != width * height * 4:

@@ -86,7 +86,7 @@ def check_schema(schema: str | None, categories: dict[int, str], project_id: int
     hint = f"Use the config of GET /v1/projects/{project_id}/label-studio/config."
     try:
         root = ET.fromstring(schema[:MAX_SCHEMA_CHARS])
-    except ET.ParseError as e:
+    except (ET.ParseError, ValueError) as e:
         raise ValidationFailed(f"The labeling config is not XML ({e}). {hint}") from e
     brush = next(
         (

@@ -60,7 +60,10 @@ class TaskImage:
 
 def our_image_id(url: str, signer: UrlSigner) -> int | None:
     """The image id of one of our signed image URLs (expired ones too), else None."""
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
     match = _OUR_IMAGE.match(parts.path)
     params = parse_qsl(parts.query)
     if match is None or SIG not in dict(params):
@@ -95,13 +98,16 @@ async def fetch_image(
 ) -> bytes:
     """The bytes at a task's image URL; TaskImageUnavailable with the reason otherwise."""
     target = absolute_url(url, link)
+    try:
+        parts = urlsplit(target)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as e:
+        raise TaskImageUnavailable(f"The task's image URL is not valid: {e}.") from e
     headers = {}
     if link.owns(target):
         if link.token:
             headers["Authorization"] = f"Token {link.token}"
     else:
-        parts = urlsplit(target)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
         try:
             await anyio.to_thread.run_sync(policy.addresses, parts.hostname or "", port)
         except (RefusedAddress, OSError, UnicodeError) as e:
@@ -126,7 +132,7 @@ async def fetch_image(
                         f"The task's image is over {max_bytes} bytes.", {"url": url[:200]}
                     )
                 chunks.append(chunk)
-    except httpx.HTTPError as e:
+    except (httpx.HTTPError, httpx.InvalidURL, ValueError) as e:  # ValueError: a bad URL
         raise TaskImageUnavailable(
             f"The task's image could not be fetched: {type(e).__name__}.", {"url": url[:200]}
         ) from e

@@ -226,8 +226,17 @@ def test_predict_without_a_run_is_409_for_a_new_image(client, admin, new_key, fi
         ({"id": 1, "data": {"image": "/data/upload/relative.png"}}, "task_image_unavailable"),
         ({"id": 1, "data": {}}, "task_image_unavailable"),
         ({"id": 1, "data": "not an object"}, "task_image_unavailable"),
+        ({"id": 1, "data": {"image": "http://[::1/x.png"}}, "task_image_unavailable"),
+        ({"id": 1, "data": {"image": "ftp://example.org/x.png"}}, "task_image_unavailable"),
     ],
-    ids=["refused-host", "relative-without-label-studio", "no-image", "data-not-object"],
+    ids=[
+        "refused-host",
+        "relative-without-label-studio",
+        "no-image",
+        "data-not-object",
+        "invalid-url",
+        "not-http",
+    ],
 )
 def test_predict_bad_task_is_a_clear_error(client, scene, task, code):
     r = _predict(client, scene, [task])
@@ -364,9 +373,21 @@ def test_annotation_of_a_new_image_adds_it(client, admin, scene, settings, file_
         (lambda e: e["annotation"]["result"][0].update(original_width=99), "mask_size_mismatch"),
         (lambda e: e["annotation"]["result"][0]["value"].update(rle=[1, 2, 3]), "validation_error"),
         (lambda e: e.pop("task"), "validation_error"),
+        (lambda e: e["annotation"]["result"][0]["value"].update(brushlabels=7), "validation_error"),
+        (lambda e: e["annotation"]["result"][0]["value"].update(rle=10**12), "validation_error"),
+        (lambda e: e["annotation"]["result"].append("x"), "validation_error"),
         (lambda e: e["annotation"].pop("id"), "validation_error"),
     ],
-    ids=["label-not-a-category", "other-size", "bad-rle", "no-task", "no-id"],
+    ids=[
+        "label-not-a-category",
+        "other-size",
+        "bad-rle",
+        "no-task",
+        "labels-not-a-list",
+        "rle-not-a-list",
+        "result-item-not-an-object",
+        "no-id",
+    ],
 )
 def test_bad_annotation_is_a_clear_error_and_writes_nothing(client, scene, settings, mutate, code):
     drawn = np.ones((30, 40), bool)

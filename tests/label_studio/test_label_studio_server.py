@@ -138,24 +138,28 @@ def test_round_trip_with_a_real_label_studio(label_studio: LabelStudio, tag2mask
         ml = r.json()
         assert ml["state"] == "CO", ml  # connected: health and setup answered
         assert ml["model_version"] == f"tag2mask-job-{run}"
-        # A task whose image Label Studio hosts: uploaded to it, new to tag2mask.
-        new_bytes = image_bytes(48, 36, seed=5)
-        r = ls.post(f"/api/projects/{lsp}/import", files={"file": ("new.png", new_bytes)})
-        assert r.status_code == 201, r.text
-        new_task = next(
-            t
-            for t in ls.get("/api/tasks", params={"project": lsp, "fields": "all"}).json()["tasks"]
-            if t["data"]["image"].startswith("/data/upload/")
-        )
+        # Tasks whose images Label Studio hosts (uploaded to it): one new to tag2mask, one
+        # with the bytes of our pseudo-masked image (matched by content).
+        uploaded = {}
+        for name, data in (("new.png", image_bytes(48, 36, seed=5)), ("same.png", pseudo_bytes)):
+            r = ls.post(f"/api/projects/{lsp}/import", files={"file": (name, data)})
+            assert r.status_code == 201, r.text
+        for t in ls.get("/api/tasks", params={"project": lsp, "fields": "all"}).json()["tasks"]:
+            if t["data"]["image"].startswith("/data/upload/"):
+                uploaded["same" if t["data"]["image"].endswith("same.png") else "new"] = t["id"]
+        assert len(uploaded) == 2, uploaded
         r = ls.post(
             "/api/dm/actions",
             params={"id": "retrieve_tasks_predictions", "project": lsp},
-            json={"selectedItems": {"all": False, "included": [new_task["id"]]}},
+            json={"selectedItems": {"all": False, "included": list(uploaded.values())}},
         )
         assert r.status_code == 200, r.text
-        (pred,) = ls.get("/api/predictions", params={"task": new_task["id"]}).json()
+        (pred,) = ls.get("/api/predictions", params={"task": uploaded["new"]}).json()
         assert pred["model_version"] == f"tag2mask-job-{run}" and 0 <= pred["score"] <= 1
         assert all(m.shape == (36, 48) for m in _masks(pred["result"]).values())
+        (pred,) = ls.get("/api/predictions", params={"task": uploaded["same"]}).json()
+        assert pred["model_version"] == f"tag2mask-job-{pseudo_job}"
+        np.testing.assert_array_equal(_masks(pred["result"])["dog"], pseudo_arr == 2)
 
         # 4. An annotation made in Label Studio arrives as a human mask (its webhook).
         drawn = np.zeros((30, 40), bool)

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Body, Request
 
 from app.api.deps import in_unit_of_work
 from app.api.params import ProjectId
-from app.errors import ApiError, Conflict, NotFound
+from app.errors import ApiError, Conflict, NotFound, ValidationFailed
 from app.imaging import probe_image
 from app.label_studio import annotations as ann
 from app.label_studio.backend import (
@@ -51,8 +51,15 @@ async def health(project_id: ProjectId) -> dict[str, Any]:
 
 @router.post("/setup")
 async def setup(project_id: ProjectId, body: SetupIn, request: Request) -> dict[str, Any]:
-    """Check the labeling config, remember where Label Studio is; answer the model version."""
-    who = await backend_principal(request, project_id, "viewer")
+    """Check the labeling config, remember where Label Studio is; answer the model version.
+
+    An annotator's key: the host it names is trusted with Label Studio's token and fetched
+    from even on a private address (app/label_studio/task_images.py)."""
+    who = await backend_principal(request, project_id, "annotator")
+    if body.hostname and not body.hostname.startswith(("http://", "https://")):
+        raise ValidationFailed(
+            "hostname must be an http(s) URL.", {"hostname": body.hostname[:200]}
+        )
     view = await _view(request, project_id, who)
     check_schema(body.schema_, view.categories, project_id)
     said = body.model_dump(include={"hostname", "access_token", "project"})
