@@ -15,6 +15,7 @@ from fastapi import APIRouter, Body, Request
 
 from app.api.deps import in_unit_of_work
 from app.api.params import ProjectId
+from app.api.responses import errors
 from app.errors import ApiError, Conflict, NotFound, ValidationFailed
 from app.imaging import probe_image
 from app.label_studio import annotations as ann
@@ -49,7 +50,7 @@ async def health(project_id: ProjectId) -> dict[str, Any]:
     return {"status": "UP", "model_class": "tag2mask"}
 
 
-@router.post("/setup")
+@router.post("/setup", responses=errors(401, 403, 404, 422, 503))
 async def setup(project_id: ProjectId, body: SetupIn, request: Request) -> dict[str, Any]:
     """Check the labeling config, remember where Label Studio is; answer the model version.
 
@@ -67,7 +68,7 @@ async def setup(project_id: ProjectId, body: SetupIn, request: Request) -> dict[
     return {"model_version": view.version}
 
 
-@router.post("/predict")
+@router.post("/predict", responses=errors(401, 403, 404, 409, 422, 503))
 async def predict(project_id: ProjectId, body: PredictIn, request: Request) -> dict[str, Any]:
     """One prediction per task, in order. A task whose prediction cannot be made is logged
     and answered with an empty result; when none can be, the first task's error is the
@@ -88,14 +89,14 @@ async def predict(project_id: ProjectId, body: PredictIn, request: Request) -> d
     return {"results": results, "model_version": view.version}
 
 
-@router.post("/train")
+@router.post("/train", responses=errors(401, 403, 404, 503))
 async def train(project_id: ProjectId, request: Request) -> dict[str, Any]:
     """Older Label Studio servers' "Start Training": a pipeline job, as START_TRAINING."""
     who = await backend_principal(request, project_id, "annotator")
     return await _start_training(request, project_id, who)
 
 
-@router.post("/webhook")
+@router.post("/webhook", responses=errors(401, 403, 404, 422, 503))
 async def webhook(
     project_id: ProjectId, request: Request, body: dict[str, Any] = Body(...)
 ) -> dict[str, Any]:
