@@ -34,8 +34,8 @@ CATEGORIES = ("cat", "dog", "bird")
 
 
 @pytest.fixture
-def tag2mask(make_settings, new_key) -> Iterator[tuple[httpx.Client, str]]:
-    """tag2mask over HTTP at its public URL, and an admin key."""
+def tag2mask(make_settings, new_key) -> Iterator[tuple[httpx.Client, str, Any]]:
+    """tag2mask over HTTP at its public URL, an admin key, and the app."""
     sock = bound_socket()
     public = f"http://127.0.0.1:{sock.getsockname()[1]}"
     app = create_app(make_settings(public_url=public))
@@ -46,7 +46,7 @@ def tag2mask(make_settings, new_key) -> Iterator[tuple[httpx.Client, str]]:
             base_url=public, headers={"Authorization": f"Bearer {key}"}, timeout=60
         ) as client,
     ):
-        yield client, key
+        yield client, key, app
 
 
 def _masks(result: list[dict[str, Any]]) -> dict[str, np.ndarray]:
@@ -85,7 +85,7 @@ def _wait_for(check: Any, what: str, timeout_s: float = 60) -> Any:
 
 
 def test_round_trip_with_a_real_label_studio(label_studio: LabelStudio, tag2mask, settings):
-    t2m, key = tag2mask
+    t2m, key, app = tag2mask
     headers = dict(t2m.headers)
     # tag2mask: a human mask, a pseudo-mask from a run, and a run's saved networks.
     pid = make_project(t2m, headers, name="ls-e2e", categories=CATEGORIES)["id"]
@@ -186,6 +186,16 @@ def test_round_trip_with_a_real_label_studio(label_studio: LabelStudio, tag2mask
         history = t2m.get(f"/v1/images/{pseudo['id']}/masks").json()["items"]
         (mine,) = [m for m in history if m["source"] == "human"]
         assert mine["corrected_from_id"] == tasks_mask_id(tasks, pseudo["id"])
+
+        # 5. "Start Training" in Label Studio: a pipeline job in tag2mask (recorded here,
+        # not run: a real run is minutes of CPU).
+        started: list[int] = []
+        app.state.runner.enqueue = started.append
+        r = ls.post(f"/api/ml/{ml['id']}/train", json={"use_ground_truth": True})
+        assert r.status_code == 200, r.text
+        (job_id,) = _wait_for(lambda: started, "the training job")
+        job = t2m.get(f"/v1/jobs/{job_id}").json()
+        assert job["kind"] == "pipeline" and job["project_id"] == pid
 
 
 def tasks_mask_id(tasks: list[dict[str, Any]], image_id: int) -> int:
