@@ -30,6 +30,7 @@ from app.api.routes import (
     review,
     webhooks,
 )
+from app.api.signed_cors import SignedUrlCors
 from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker, max_connections
@@ -144,6 +145,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["ETag", "Location", "X-Mask-Id"],
         )
+    app.add_middleware(SignedUrlCors)  # Label Studio loads images cross-origin
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(UnhandledErrors)  # a JSON 500 that keeps the connection open
     app.add_middleware(HttpMetrics, registry=registry)

@@ -116,8 +116,10 @@ def test_round_trip_with_a_real_label_studio(label_studio: LabelStudio, tag2mask
         for image_id, data in ((human["id"], human_bytes), (pseudo["id"], pseudo_bytes)):
             url = by_image[image_id]["data"]["image"]
             assert url.startswith(str(t2m.base_url).rstrip("/") + f"/v1/images/{image_id}/file?")
-            got = httpx.get(url, timeout=30)
+            got = httpx.get(url, headers={"Origin": label_studio.url}, timeout=30)
             assert got.status_code == 200 and got.content == data
+            # Label Studio loads images with crossOrigin="anonymous".
+            assert got.headers["access-control-allow-origin"] == "*"
         # ...and its prediction / annotation decodes to our mask.
         (pred,) = ls.get("/api/predictions", params={"task": by_image[pseudo["id"]]["id"]}).json()
         assert pred["model_version"] == f"tag2mask-job-{pseudo_job}"
