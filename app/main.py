@@ -25,9 +25,11 @@ from app.api.routes import (
     keys,
     label_studio_backend,
     label_studio_config,
+    mask_files,
     masks,
     projects,
     review,
+    review_page,
     webhooks,
 )
 from app.api.signed_cors import SignedUrlCors
@@ -123,6 +125,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         masks.router,
         jobs.router,
         review.router,
+        mask_files.router,
+        review_page.router,
         exports.router,
         webhooks.router,
         keys.router,
@@ -143,7 +147,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_credentials=False,
             allow_methods=["*"],
             allow_headers=["*"],
-            expose_headers=["ETag", "Location", "X-Mask-Id"],
+            expose_headers=["ETag", "Location", "X-Mask-Id", "X-Mask-Source", "X-Image-Id"],
         )
     app.add_middleware(SignedUrlCors)  # Label Studio loads images cross-origin
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)

@@ -33,6 +33,9 @@ class Settings(BaseSettings):
     job_stale_after_s: float = Field(default=120.0, gt=0)
     job_queued_timeout_s: float = Field(default=300.0, gt=0)
     job_max_attempts: int = Field(default=3, ge=1)
+    # Hand-backs (see Job.handbacks) allowed on top, so that a job that keeps losing its
+    # database connection by itself still ends.
+    job_max_handbacks: int = Field(default=20, ge=0)
     reaper_interval_s: float = Field(default=30.0, gt=0)
     db_pool_size: int = Field(default=10, ge=1)
     # One per process: lean reads are short index lookups, and every extra backend on the

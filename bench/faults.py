@@ -312,7 +312,8 @@ class Bench:
     def job_state(self, job_id: int) -> Any:
         try:
             rows = self.sql(
-                "SELECT status, stage, worker, attempts FROM jobs WHERE id = :id", id=job_id
+                "SELECT status, stage, worker, attempts, handbacks FROM jobs WHERE id = :id",
+                id=job_id,
             )
             return rows[0] if rows else None
         except Exception:  # the database is restarting
@@ -483,6 +484,7 @@ class Bench:
         st = self.wait_job(rec["job"], lambda st: st.status in TERMINAL, self.args.job_timeout)
         rec["job_status"] = None if st is None else st.status
         rec["job_attempts"] = None if st is None else st.attempts
+        rec["job_handbacks"] = None if st is None else st.handbacks
         rec["job_done_s"] = time.monotonic() - rec["t0"]
 
     def _readyz_status(self) -> str:
@@ -546,7 +548,8 @@ class Bench:
             st = self.job_state(jid)
             ends = self.sql(
                 "SELECT count(*) AS n FROM job_events WHERE job_id = :j AND (message IN "
-                "('succeeded', 'cancelled', 'too many attempts') OR message LIKE 'failed%%')",
+                "('succeeded', 'cancelled', 'too many attempts') OR message LIKE 'failed%%' "
+                "OR message LIKE 'The worker stopped answering%%')",
                 j=jid,
             )[0].n
             written = self.sql("SELECT count(*) AS n FROM masks WHERE job_id = :j", j=jid)[0].n
@@ -558,6 +561,7 @@ class Bench:
                     "id": jid,
                     "status": st.status,
                     "attempts": st.attempts,
+                    "handbacks": st.handbacks,
                     "end_events": ends,
                     "masks_written": written,
                     "events": [
@@ -715,6 +719,8 @@ def main() -> int:
         job = ""
         if "job" in rec:
             job = f"{rec['job_status']} after {rec['job_attempts']} attempts"
+            if rec.get("job_handbacks"):
+                job += f" ({rec['job_handbacks']} handed back)"
             if rec.get("at_stage"):
                 job = f"stage {rec['at_stage']}: " + job
             if "job_start_s" in rec:
@@ -779,7 +785,7 @@ def main() -> int:
         ["duplicate pseudo-masks (job, image)", audit["duplicate_pseudo_masks"], "0"],
         ["image rows without their blob", audit["rows_without_blob"], "0"],
         ["jobs ended exactly once", f"{audit['jobs_ended_once']} of {len(jobs)}", "all"],
-        ["jobs succeeded", sum(1 for j in jobs if j["status"] == "succeeded"), ""],
+        ["jobs succeeded", sum(1 for j in jobs if j["status"] == "succeeded"), "all"],
         ["blobs without a row before the sweep", audit["orphan_blobs_before_sweep"], ""],
         ["blobs without a row after the sweep", audit["orphan_blobs_after_sweep"], "0"],
         ["client requests in all", total["requests"], ""],
@@ -797,6 +803,7 @@ def main() -> int:
         and audit["duplicate_pseudo_masks"] == 0
         and audit["rows_without_blob"] == 0
         and audit["jobs_ended_once"] == len(jobs)
+        and all(j["status"] == "succeeded" for j in jobs)
         and audit["orphan_blobs_after_sweep"] == 0
         and total["5xx_other"] == 0
         and total["503_without_retry_after"] == 0

@@ -94,10 +94,7 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
         raw = torch.load(Path(path), map_location="cpu", weights_only=True)
     except (OSError, RuntimeError, EOFError, ValueError, pickle.UnpicklingError) as e:
         raise ValueError(f"cannot read encoder checkpoint {str(path)!r}: {e}") from e
-    state = _pick_state_dict(raw)
-    select = getattr(encoder, "select", None)
-    if callable(select):  # a pretrained trunk drops what it does not hold (e.g. a classifier)
-        state = select(state)
+    state = fitted_state(encoder, _pick_state_dict(raw))
     expected = encoder.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
@@ -119,6 +116,13 @@ def load_encoder_checkpoint(encoder: nn.Module, path: str | Path) -> None:
             f"(width/depth?): " + " | ".join(problems)
         )
     encoder.load_state_dict(state, strict=True)
+
+
+def fitted_state(encoder: nn.Module, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``state`` as ``encoder`` holds it: a pretrained trunk's ``select`` drops what it does
+    not hold (e.g. an ImageNet classifier, or L-Net's head features a segmenter lacks)."""
+    select = getattr(encoder, "select", None)
+    return dict(select(state) if callable(select) else state)
 
 
 def _pick_state_dict(raw: object) -> dict[str, Tensor]:

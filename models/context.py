@@ -140,6 +140,7 @@ class PipelineContext:
                 "image": self.images,
                 "mask": self.masks,
                 "tags": self.tags,
+                "valid": self.valid,
                 "has_mask": has_mask,
             }
         order = self.train_masked * repeats + others
@@ -149,6 +150,7 @@ class PipelineContext:
             "image": self.images[order],
             "mask": self.masks[order],
             "tags": self.tags[order],
+            "valid": self.valid[order],
             "has_mask": has_mask,
         }
 

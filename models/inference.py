@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from models.budget import image_signals
 from models.config import PipelineConfig
 from models.label_transfer import transfer_labels
+from models.loader import content_box
 from models.networks import build_discriminator, build_lnet, build_segmenter
 from models.pseudo import allowed_classes, flip_averaged_probs
 from models.regions import padded_superpixels, region_boxes, region_scores
@@ -58,20 +59,48 @@ def iter_ensemble(
     *,
     batch_size: int,
     device: torch.device,
+    shapes: Sequence[tuple[int, int]] | None = None,
 ) -> Iterator[EnsembleBatch]:
-    """Flip-averaged, tag-constrained mean softmax of the segmenters, batch by batch."""
+    """Flip-averaged, tag-constrained mean softmax of the segmenters, batch by batch.
+
+    With ``shapes`` (each image's resized (h, w) on the canvas) the networks see each image
+    cropped to its box, as models.loader.Batches trains them (tight batches); outputs
+    outside the box are 0 (probs, real) and True (agree).
+    """
     for module in [*segmenters, *([disc] if disc is not None else [])]:
         module.eval()
+    size = images.shape[-2:]
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
         ok = allowed[start : start + batch_size].to(device)
-        with autocast(device):
-            each = [flip_averaged_probs(s, x, ok) for s in segmenters]
-            probs = torch.stack(each).mean(0)
-            real = torch.sigmoid(disc(probs, x).float())[:, 0].cpu() if disc is not None else None
-        labels = [p.argmax(1) for p in each]
-        agree = torch.stack([lab == labels[0] for lab in labels]).all(0)
-        yield EnsembleBatch(start, probs.float().cpu(), agree.cpu(), real)
+        n = len(x)
+        probs = torch.zeros(n, allowed.shape[1], *size)
+        agree = torch.ones(n, *size, dtype=torch.bool)
+        real = torch.zeros(n, *size) if disc is not None else None
+        rows = _rows_by_box(shapes[start : start + n], size) if shapes else {size: list(range(n))}
+        for (h, w), index in rows.items():
+            xb = x[index, :, :h, :w]
+            with autocast(device):
+                each = [flip_averaged_probs(s, xb, ok[index]) for s in segmenters]
+                mean = torch.stack(each).mean(0)
+                if real is not None:
+                    real[index, :h, :w] = torch.sigmoid(disc(mean, xb).float())[:, 0].cpu()  # type: ignore[misc]
+            labels = [p.argmax(1) for p in each]
+            agree[index, :h, :w] = torch.stack([lab == labels[0] for lab in labels]).all(0).cpu()
+            probs[index, :, :h, :w] = mean.float().cpu()
+        yield EnsembleBatch(start, probs, agree, real)
+
+
+def _rows_by_box(
+    shapes: Sequence[tuple[int, int]], size: torch.Size
+) -> dict[tuple[int, int], list[int]]:
+    """Batch rows grouped by their crop box (each image's shape rounded up to the trunk's
+    stride, capped at the canvas)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for row, shape in enumerate(shapes):
+        h, w = content_box(torch.tensor([shape]))
+        groups.setdefault((min(h, size[0]), min(w, size[1])), []).append(row)
+    return groups
 
 
 def label_images(
@@ -90,7 +119,7 @@ def label_images(
     """Final masks, confidences, region scores and budget signals at original size."""
     out: list[Prediction] = []
     for batch in iter_ensemble(
-        segmenters, disc, images, allowed, batch_size=batch_size, device=device
+        segmenters, disc, images, allowed, batch_size=batch_size, device=device, shapes=shapes
     ):
         assert batch.real is not None
         for j in range(len(batch.probs)):

@@ -1,4 +1,5 @@
-"""Seeded mini-batches over in-memory tensors, with random horizontal flips and zooms."""
+"""Seeded mini-batches over in-memory tensors, with random horizontal flips and zooms,
+cropped to the content of their images."""
 
 from __future__ import annotations
 
@@ -30,6 +31,11 @@ class Batches:
         shuffle: draw a random order each epoch.
         flip: flip a random half of each batch.
         zoom_min: smallest crop side as a share of the image's (1: no zoom).
+        tight: with a ``valid`` tensor (True inside each image, top-left aligned as
+            models.transforms pads), batch landscape images with landscape ones and
+            portrait with portrait, and crop each batch to the box its images fill
+            (see :func:`content_box`): a 3:2 photo padded to a square is a third padding,
+            which costs compute and teaches nothing.
     """
 
     def __init__(
@@ -41,6 +47,7 @@ class Batches:
         shuffle: bool = True,
         flip: bool = True,
         zoom_min: float = 1.0,
+        tight: bool = True,
     ) -> None:
         sizes = {len(t) for t in tensors.values()}
         if len(sizes) != 1:
@@ -54,9 +61,19 @@ class Batches:
             raise ValueError(f"zoom_min must be in (0, 1], got {zoom_min}")
         self.zoom_min = zoom_min
         self.generator = torch.Generator().manual_seed(seed)
+        valid = self.tensors.get("valid")
+        self.extents = extents_of(valid) if tight and valid is not None else None
 
     def __len__(self) -> int:
-        return math.ceil(self.size / self.batch_size)
+        return len(self._chunks(torch.arange(self.size)))
+
+    def _chunks(self, order: Tensor) -> list[Tensor]:
+        """``order`` in batches; with extents, landscape and portrait rows apart."""
+        if self.extents is None:
+            return list(order.split(self.batch_size))
+        landscape = self.extents[order, 1] >= self.extents[order, 0]
+        groups = (order[landscape], order[~landscape])
+        return [chunk for group in groups if len(group) for chunk in group.split(self.batch_size)]
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         order = (
@@ -64,9 +81,13 @@ class Batches:
             if self.shuffle
             else torch.arange(self.size)
         )
-        for start in range(0, self.size, self.batch_size):
-            index = order[start : start + self.batch_size]
+        chunks = self._chunks(order)
+        if self.shuffle and self.extents is not None:  # mix the orientations' batches
+            chunks = [chunks[i] for i in torch.randperm(len(chunks), generator=self.generator)]
+        for index in chunks:
             batch = {name: t[index] for name, t in self.tensors.items()}
+            if self.extents is not None:
+                batch = crop_spatial(batch, content_box(self.extents[index]))
             if self.flip:
                 flipped = torch.rand(len(index), generator=self.generator) < 0.5
                 for t in batch.values():
@@ -100,3 +121,21 @@ class Batches:
             y = F.grid_sample(x, grid, mode="bilinear" if image else "nearest", align_corners=False)
             out[name] = y if image else y[:, 0].to(t.dtype)
         return out
+
+
+def extents_of(valid: Tensor) -> Tensor:
+    """(N, 2) long (h, w) of each image's area in a (N, S, S) top-left ``valid`` mask."""
+    return torch.stack([valid[:, :, 0].sum(1), valid[:, 0, :].sum(1)], dim=1).long()
+
+
+def content_box(extents: Tensor, multiple: int = 32) -> tuple[int, int]:
+    """(h, w) holding every extent, rounded up to ``multiple`` (the trunk's stride), so
+    every feature map stays whole; :func:`crop_spatial` caps it at the canvas."""
+    h, w = (int(v) for v in extents.amax(0))
+    return math.ceil(h / multiple) * multiple, math.ceil(w / multiple) * multiple
+
+
+def crop_spatial(batch: dict[str, Tensor], box: tuple[int, int]) -> dict[str, Tensor]:
+    """Every tensor of 3+ dimensions cut to its top-left ``box`` (the rest unchanged)."""
+    h, w = box
+    return {n: t[..., :h, :w].contiguous() if t.ndim >= 3 else t for n, t in batch.items()}

@@ -80,7 +80,6 @@ class PNet(nn.Module):
         if not 0 <= middle <= len(out) - 2:
             raise ValueError(f"middle must be in [0, {len(out) - 2}]")
         self.context = ContextModule(out[-1], channels)
-        self.middle = middle
         levels = list(range(len(out) - 2, len(out) - 2 - middle, -1))  # deep → shallow
         self.levels = levels
         self.lateral = nn.ModuleList(

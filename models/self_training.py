@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.backbone import fitted_state
 from models.context import PipelineContext
 from models.discriminator import Discriminator
 from models.inference import iter_ensemble
@@ -63,8 +64,7 @@ class SegmenterNets:
                 ctx.num_classes, ctx.cfg, ctx.device, None if state is None else state[name]
             )
             if state is None and encoder is not None and hasattr(net, "encoder"):
-                select = getattr(net.encoder, "select", None)
-                net.encoder.load_state_dict(select(encoder) if callable(select) else encoder)
+                net.encoder.load_state_dict(fitted_state(net.encoder, encoder))
             nets.append(net)
         return cls(*nets)  # type: ignore[arg-type]
 
@@ -102,6 +102,7 @@ def predict_targets(ctx: PipelineContext, nets: SegmenterNets) -> TargetPredicti
         allowed,
         batch_size=ctx.cfg.batch_size,
         device=ctx.device,
+        shapes=[ctx.shapes[i] for i in ctx.targets],
     ):
         confidence, labels = batch.probs.max(1)
         assert batch.real is not None

@@ -11,6 +11,7 @@ import logging
 
 from celery import Celery, Task
 
+from app.errors import dependency_down
 from app.settings import Settings
 from worker.context import process_context
 from worker.execute import WORKER_NAME, run_job
@@ -40,11 +41,23 @@ def make_celery(settings: Settings) -> Celery:
         worker_send_task_events=False,
     )
 
-    @app.task(name=TASK_NAME, ignore_result=True, bind=True)
+    # shared=False: every app (the API's sender, a worker's) runs its own closure over its
+    # own settings; a shared task would run the first app's in a process that makes two.
+    @app.task(name=TASK_NAME, ignore_result=True, bind=True, shared=False)
     def run_job_task(self: Task, job_id: int) -> str:
         # Each (forked) worker process builds its own engine on first use.
         worker = self.request.hostname or WORKER_NAME
-        outcome = run_job(process_context(settings), int(job_id), worker=worker)
+        try:
+            outcome = run_job(process_context(settings), int(job_id), worker=worker)
+        except Exception as e:
+            if dependency_down(e) != "database":
+                raise
+            # The claim met a connection the database dropped (a restart while this worker
+            # sat idle): the job is still queued, and this message is acknowledged all the
+            # same, so send it again (the failed checkout replaced the pool's connections)
+            # rather than leave the job to the reaper's queued timeout.
+            log.warning("job %s: database connection lost before it started", job_id)
+            outcome = "requeued"
         if outcome == "requeued":
             # Put back in the queue (its database connection dropped): send it again now
             # rather than wait for the reaper's queued timeout. Sending may fail too (the

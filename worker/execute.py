@@ -3,12 +3,19 @@
 Claiming is a conditional UPDATE from `queued` that bumps the attempt number, so a
 re-delivered message for a job that is running or finished does nothing, and two
 workers never run one job at once. Finishing is guarded by the same attempt number.
+
+An attempt whose worker hands the job back (its database connection dropped, or the
+worker is shutting down) is counted in `handbacks` as well, and `job_max_attempts`
+limits only the others: attempts that died with their worker or were reaped. Without
+that, each PostgreSQL restart during a long job used up one of its three attempts
+(issue 16: killed once, then two restarts, and the job failed `worker_lost`).
 """
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 import traceback
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +44,8 @@ def claim(ctx: WorkerContext, job_id: int, worker: str) -> int | None:
             .where(
                 Job.id == job_id,
                 Job.status == "queued",
-                Job.attempts < ctx.settings.job_max_attempts,
+                Job.attempts - Job.handbacks < ctx.settings.job_max_attempts,
+                Job.attempts < ctx.settings.job_max_attempts + ctx.settings.job_max_handbacks,
             )
             .values(
                 status="running",
@@ -114,21 +122,45 @@ def _requeue(
     job_id: int,
     attempt: int,
     message: str = "worker shutting down; the job will resume from its last stage",
-) -> None:
+) -> bool:
+    """Hand attempt `attempt` back to the queue; False if it no longer owned the job.
+
+    The hand-back is counted in `handbacks`, so it does not use up one of the job's
+    `job_max_attempts`.
+    """
     with ctx.sessionmaker.begin() as s:
         res = s.execute(
             update(Job)
             .where(Job.id == job_id, Job.status == "running", Job.attempts == attempt)
-            .values(status="queued", enqueued_at=utcnow())
+            .values(status="queued", enqueued_at=utcnow(), handbacks=Job.handbacks + 1)
         )
-        if res.rowcount:  # type: ignore[attr-defined]
-            s.add(
-                JobEvent(
-                    job_id=job_id,
-                    level="warning",
-                    message=message,
-                )
-            )
+        if not res.rowcount:  # type: ignore[attr-defined]
+            return False
+        s.add(JobEvent(job_id=job_id, level="warning", message=message, data={"attempt": attempt}))
+    return True
+
+
+def _hand_back_when_database_answers(
+    ctx: WorkerContext, job_id: int, attempt: int, *, retry_s: float = 0.5
+) -> bool:
+    """Hand the job back once the database answers again; False if that took too long.
+
+    A PostgreSQL restart takes seconds; a single try right after the connection dropped
+    usually meets the server still down, and the job then stayed `running` until the
+    reaper found its heartbeat stale and re-sent it as if the worker had died (an attempt
+    used up). So keep trying, until `job_stale_after_s`: from then on the reaper may
+    take the job (both UPDATEs are guarded, only one wins) and this worker stops trying.
+    """
+    deadline = time.monotonic() + ctx.settings.job_stale_after_s
+    message = "database connection lost; the job will resume from its last stage"
+    while True:
+        try:
+            return _requeue(ctx, job_id, attempt, message)
+        except Exception as e:
+            if dependency_down(e) != "database" or time.monotonic() + retry_s > deadline:
+                log.warning("job %s: database still down; left to the reaper", job_id)
+                return False
+        time.sleep(retry_s)
 
 
 def run_job(
@@ -180,15 +212,7 @@ def run_job(
             # A dropped or refused database connection (a restart) is not the job's fault:
             # the attempt goes back to the queue and resumes from its last finished stage.
             log.warning("job %s attempt %s lost its database connection", job_id, attempt)
-            try:
-                _requeue(
-                    ctx,
-                    job_id,
-                    attempt,
-                    "database connection lost; the job will resume from its last stage",
-                )
-            except Exception:  # still down: the reaper re-sends it once its heartbeat is stale
-                log.warning("job %s: database still down; left to the reaper", job_id)
+            _hand_back_when_database_answers(ctx, job_id, attempt)
             return "requeued"
         code = "invalid_params" if isinstance(e, InvalidParams) else "job_failed"
         log.exception("job %s failed", job_id)

@@ -3,7 +3,8 @@
 - queued for longer than `job_queued_timeout_s` (e.g. Redis restarted empty): re-sent.
   A duplicate message is harmless: only one claim can move a job out of `queued`.
 - running with a heartbeat older than `job_stale_after_s` (the worker died): back to
-  `queued` and re-sent, or `failed` once `job_max_attempts` attempts were used.
+  `queued` and re-sent, or `failed` once `job_max_attempts` attempts were used. Attempts
+  their worker handed back (`handbacks`: a database outage, a shutdown) do not count.
 
 It runs as a loop thread inside every worker process (`tag2mask worker`) and inside the
 embedded server's thread runner; the conditional UPDATEs make concurrent reapers safe.
@@ -35,19 +36,20 @@ def reap_once(ctx: WorkerContext, enqueue: Callable[[int], None]) -> dict[str, l
     failed: list[int] = []
     with ctx.sessionmaker.begin() as s:
         stale = s.execute(
-            select(Job.id, Job.attempts).where(
+            select(Job.id, Job.attempts, Job.handbacks).where(
                 Job.status == "running", Job.heartbeat_at < stale_cutoff
             )
         ).all()
-        for job_id, attempts in stale:
+        for job_id, attempts, handbacks in stale:
             guard = (
                 (Job.id == job_id)
                 & (Job.status == "running")
                 & (Job.attempts == attempts)
                 & (Job.heartbeat_at < stale_cutoff)
             )
-            if attempts >= s_cfg.job_max_attempts:
-                msg = f"The worker stopped answering {attempts} times; giving up."
+            lost = attempts - handbacks  # this one included
+            if lost >= s_cfg.job_max_attempts:
+                msg = f"The worker stopped answering {lost} times; giving up."
                 res = s.execute(
                     update(Job)
                     .where(guard)
@@ -72,10 +74,10 @@ def reap_once(ctx: WorkerContext, enqueue: Callable[[int], None]) -> dict[str, l
                         )
                     )
                     resend.append(job_id)
-        lost = s.scalars(
+        unsent = s.scalars(
             select(Job.id).where(Job.status == "queued", Job.enqueued_at < queued_cutoff)
         ).all()
-        for job_id in lost:
+        for job_id in unsent:
             res = s.execute(
                 update(Job)
                 .where(Job.id == job_id, Job.status == "queued", Job.enqueued_at < queued_cutoff)

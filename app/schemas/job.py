@@ -28,6 +28,11 @@ class JobOut(BaseModel):
     metrics: dict[str, Any]
     error: dict[str, Any] | None
     attempts: int
+    handbacks: int = Field(
+        default=0,
+        description="attempts their worker handed back (the database connection dropped, or "
+        "the worker shut down); they do not count against TAG2MASK_JOB_MAX_ATTEMPTS",
+    )
     cancel_requested: bool
     created_at: datetime
     started_at: datetime | None

@@ -137,6 +137,7 @@ def job_out(job: Job) -> JobOut:
         metrics=job.metrics or {},
         error=job.error,
         attempts=job.attempts,
+        handbacks=job.handbacks,
         cancel_requested=job.cancel_requested,
         created_at=job.created_at,
         started_at=job.started_at,

@@ -59,17 +59,22 @@ def mask_detail(mask: Mask, superseded: bool) -> MaskDetail:
     )
 
 
+def require_current(session: Session, mask: Mask) -> None:
+    """409 when a newer run's pseudo-mask or a human mask superseded `mask`."""
+    if is_superseded(session, mask):
+        raise Conflict(
+            f"Mask {mask.id} was superseded by a newer run or a human mask; review the newer one.",
+            {"mask_id": mask.id},
+        )
+
+
 def review_mask(
     session: Session, mask: Mask, decision: str, comment: str | None, who: Principal
 ) -> Mask:
     """Accept or reject a pseudo-mask; a superseded one is a 409 (review the newer one)."""
     if mask.source != "pseudo":
         raise Conflict(f"Mask {mask.id} is a human mask; only pseudo-masks are reviewed.")
-    if is_superseded(session, mask):
-        raise Conflict(
-            f"Mask {mask.id} was superseded by a newer run or a human mask; review the newer one.",
-            {"mask_id": mask.id},
-        )
+    require_current(session, mask)
     mask.review_state = "accepted" if decision == "accept" else "rejected"
     mask.reviewer = who.name
     mask.reviewed_at = utcnow()

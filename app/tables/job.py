@@ -31,7 +31,11 @@ class Job(TimestampMixin, Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     result_key: Mapped[str | None] = mapped_column(String(64))
+    # Starts so far, also the fencing token every write of an attempt is guarded by.
     attempts: Mapped[int] = mapped_column(default=0)
+    # Attempts their worker handed back (its database connection dropped, or it was shutting
+    # down): not the job's failure, so they do not count against job_max_attempts.
+    handbacks: Mapped[int] = mapped_column(default=0)
     cancel_requested: Mapped[bool] = mapped_column(default=False)
     worker: Mapped[str | None] = mapped_column(String(200))
     enqueued_at: Mapped[datetime | None]

@@ -101,17 +101,31 @@ def review_batch(
     return {"items": results}
 
 
-@router.post("/v1/masks/{mask_id}/correction", response_model=MaskDetail, status_code=201)
+@router.post(
+    "/v1/masks/{mask_id}/correction",
+    response_model=MaskDetail,
+    status_code=201,
+    responses=errors(409),
+)
 def correct_mask(
     mask_id: MaskId,
     uow: UowDep,
     settings: SettingsDep,
     who: Annotator,
     file: Annotated[UploadFile, File()],
+    if_current: Annotated[
+        bool,
+        Query(
+            description="409 `conflict` when a newer run or a human mask superseded the mask "
+            "(what a reviewer who corrected this mask's pixels wants); off by default"
+        ),
+    ] = False,
 ) -> MaskDetail:
     """A corrected mask becomes the image's human mask, remembering which mask it corrected."""
     session = uow.session
     original = svc.get_mask_or_raise(session, mask_id, who)
+    if if_current:
+        svc.require_current(session, original)
     image = get_image_or_raise(session, original.image_id, who)
     project = get_project_or_raise(session, image.project_id, who)
     human = set_human_mask(

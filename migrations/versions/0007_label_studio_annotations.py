@@ -1,7 +1,7 @@
 """label_studio_annotations: Label Studio annotation versions taken in via its webhook
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-03 11:30:00
 
 Label Studio retries a webhook it thinks failed; the unique (project, annotation id,
@@ -16,8 +16,8 @@ from alembic import op
 
 from app.tables.base import UTCDateTime
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

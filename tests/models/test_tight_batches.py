@@ -1,0 +1,91 @@
+"""Tight batches: landscape and portrait images apart, each batch cropped to the box its
+images fill, in training (models.loader.Batches) and in the ensemble's inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from models.inference import iter_ensemble
+from models.loader import Batches, content_box, extents_of
+from models.transforms import prepare_images, valid_mask
+
+SIZE = 96
+
+
+def _photos() -> tuple[Tensor, list[tuple[int, int]]]:
+    """Seven 3:2 landscape photos and three portrait ones on a 96 px canvas."""
+    rng = np.random.default_rng(0)
+    shapes = [(60, 90)] * 7 + [(90, 60)] * 3
+    images = [rng.integers(0, 255, (h, w, 3), dtype=np.uint8) for h, w in shapes]
+    return prepare_images(images, SIZE)
+
+
+def test_batches_keep_orientations_apart_and_crop_to_their_content() -> None:
+    x, shapes = _photos()
+    valid = valid_mask(shapes, SIZE)
+    tensors = {"image": x, "valid": valid, "row": torch.arange(len(x))}
+    loader = Batches(tensors, 4, seed=1)
+    batches = list(loader)
+    assert len(batches) == len(loader) == 3  # 7 landscape → 4 + 3, 3 portrait → 3
+    seen = []
+    for batch in batches:
+        rows = batch["row"].tolist()
+        seen += rows
+        portrait = {r >= 7 for r in rows}
+        assert len(portrait) == 1, f"orientations mixed in one batch: {rows}"
+        h, w = batch["image"].shape[-2:]
+        assert (h, w) == ((96, 64) if portrait.pop() else (64, 96))
+        # Nothing of an image is cut: every valid pixel of the canvas is still in the crop.
+        assert int(batch["valid"].sum()) == int(valid[rows].sum())
+    assert sorted(seen) == list(range(10))
+    # The same rows on the square canvas, untouched, when asked for loose batches.
+    loose = list(Batches(tensors, 4, seed=1, tight=False))
+    assert len(loose) == 3 and all(b["image"].shape[-2:] == (SIZE, SIZE) for b in loose)
+
+
+def test_extents_and_box_round_up_to_the_stride() -> None:
+    valid = valid_mask([(60, 90), (50, 96)], SIZE)
+    assert extents_of(valid).tolist() == [[60, 90], [50, 96]]
+    assert content_box(extents_of(valid)) == (64, 96)
+    assert content_box(extents_of(valid), multiple=8) == (64, 96)
+    assert content_box(torch.tensor([[33, 65]])) == (64, 96)
+
+
+class _Crop(nn.Module):
+    """A stand-in segmenter whose output depends on the input size (a global mean)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        mean = x.mean((1, 2, 3), keepdim=True)
+        return torch.cat([x[:, :1] * 0, x[:, :1] * 0 + mean], dim=1)
+
+
+def test_ensemble_sees_each_image_in_its_own_box() -> None:
+    """With shapes, each image is predicted as if cropped alone; outside its box the
+    probabilities are 0 and the image-level outputs are untouched."""
+    x, shapes = _photos()
+    allowed = torch.ones(len(x), 2, dtype=torch.bool)
+    net = _Crop()
+    out = list(
+        iter_ensemble(
+            [net], None, x, allowed, batch_size=4, device=torch.device("cpu"), shapes=shapes
+        )
+    )
+    probs = torch.cat([b.probs for b in out])
+    for i, (h, w) in enumerate(shapes):
+        box = content_box(torch.tensor([[h, w]]))
+        alone = torch.softmax(net(x[i : i + 1, :, : box[0], : box[1]]), 1)[0]
+        assert torch.allclose(probs[i, :, : box[0], : box[1]], alone, atol=1e-6)
+        assert (
+            probs[i, :, box[0] :, :].abs().sum() == 0 and probs[i, :, :, box[1] :].abs().sum() == 0
+        )
+    square = torch.cat(
+        [
+            b.probs
+            for b in iter_ensemble(
+                [net], None, x, allowed, batch_size=4, device=torch.device("cpu")
+            )
+        ]
+    )
+    assert not torch.allclose(square[0, 1, 0, 0], probs[0, 1, 0, 0])  # padding changes the mean
