@@ -23,6 +23,8 @@ from app.api.routes import (
     images,
     jobs,
     keys,
+    label_studio_backend,
+    label_studio_config,
     mask_files,
     masks,
     projects,
@@ -30,10 +32,12 @@ from app.api.routes import (
     review_page,
     webhooks,
 )
+from app.api.signed_cors import SignedUrlCors
 from app.auth_cache import PrincipalCache
 from app.blobs import LocalBlobStore
 from app.db import make_engine, make_sessionmaker, max_connections
 from app.errors import UnhandledErrors, install_error_handlers
+from app.label_studio.runs import RunPredictors
 from app.limits import BodySizeLimit
 from app.lru import LruCache
 from app.metrics import HttpMetrics, JobCollector
@@ -41,6 +45,7 @@ from app.pg_reads import PgReader
 from app.services.jobs import read_job_stats
 from app.services.projects import ProjectRef
 from app.settings import Settings, get_settings
+from app.signing import UrlSigner
 from app.webhook_targets import TargetPolicy
 from worker.context import WorkerContext
 from worker.runner import make_runner
@@ -85,6 +90,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         PgReader(settings.db_url, settings.db_write_pool_size) if postgres else None
     )
     app.state.blobs = LocalBlobStore(settings.blob_dir)
+    app.state.signer = UrlSigner.from_settings(settings)
+    app.state.ls_predictors = RunPredictors()  # the Label Studio ML backend's networks
     # Content-addressed, so never stale: small blobs (masks, thumbnails) and their COCO RLE.
     app.state.blob_cache = LruCache[bytes](
         settings.blob_cache_mb << 20, cost=len, max_item_cost=1 << 20
@@ -123,6 +130,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         exports.router,
         webhooks.router,
         keys.router,
+        label_studio_config.router,
+        label_studio_backend.router,
     )
     for router in routers:
         declare_errors(router.routes)
@@ -140,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             allow_headers=["*"],
             expose_headers=["ETag", "Location", "X-Mask-Id", "X-Mask-Source", "X-Image-Id"],
         )
+    app.add_middleware(SignedUrlCors)  # Label Studio loads images cross-origin
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(UnhandledErrors)  # a JSON 500 that keeps the connection open
     app.add_middleware(HttpMetrics, registry=registry)

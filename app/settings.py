@@ -6,7 +6,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, IPvAnyNetwork, field_validator, model_validator
+from pydantic import Field, IPvAnyNetwork, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -68,6 +68,38 @@ class Settings(BaseSettings):
     auth_cache_ttl_s: float = Field(
         default=10.0, ge=0, description="seconds a checked key is trusted without a query; 0: off"
     )
+
+    public_url: str | None = Field(
+        default=None,
+        description="the address browsers and other servers reach this API at "
+        "(e.g. https://tag2mask.example.org); exports write absolute signed URLs under it",
+    )
+    url_signing_secret: SecretStr | None = Field(
+        default=None,
+        description="HMAC secret of signed image/mask URLs; default: a random one kept in "
+        "<data dir>/url-signing.key (set it when API and workers do not share the data dir)",
+    )
+    signed_url_ttl_s: int = Field(
+        default=7 * 24 * 3600,
+        gt=0,
+        description="seconds a signed URL stays valid (exports: counted from the export)",
+    )
+    label_studio_url: str | None = Field(
+        default=None,
+        description="Label Studio's address, to fetch task images it hosts when its ML "
+        "backend /setup did not say (e.g. http://localhost:8080)",
+    )
+    label_studio_token: SecretStr | None = Field(
+        default=None, description="a Label Studio access token for those fetches"
+    )
+    label_studio_fetch_timeout_s: float = Field(
+        default=10.0, gt=0, description="timeout of one image fetch from a task URL"
+    )
+
+    @field_validator("public_url", "label_studio_url")
+    @classmethod
+    def _strip_slash(cls, url: str | None) -> str | None:
+        return url.rstrip("/") if url else None
 
     @field_validator("database_url")
     @classmethod

@@ -159,6 +159,52 @@ def _setup(
     return cfg, resolve_device(device or cfg.device)
 
 
+class Predictor:
+    """Saved weights (PipelineResult.model_state) built once, to label images call by call.
+
+    ``cfg`` defaults to the config saved with the weights (its width/depth must match).
+    Not thread-safe: callers serialise calls (the networks hold no per-call state, but
+    concurrent calls would only fight over the same cores).
+    """
+
+    def __init__(
+        self,
+        model_state: dict[str, Any],
+        cfg: PipelineConfig | None = None,
+        *,
+        device: str | torch.device | None = None,
+    ) -> None:
+        self.cfg, self.device = _setup(model_state, cfg, device)
+        self.num_classes = int(model_state["num_classes"])
+        self.has_background = bool(model_state["has_background"])
+        self.segmenters = [
+            build_segmenter(self.num_classes, self.cfg, self.device, model_state[n])
+            for n in ("s_a", "s_b")
+        ]
+        self.disc = build_discriminator(
+            self.num_classes, self.cfg, self.device, model_state["disc"]
+        )
+
+    def __call__(
+        self, images: Sequence[np.ndarray], tags: Sequence[frozenset[int]]
+    ) -> list[Prediction]:
+        """Masks of RGB ``images``, each limited to its ``tags`` (class indices 1..K) and
+        background (pass every class for an image whose tags are unknown)."""
+        tensors, shapes, segments = _prepare(images, self.cfg)
+        allowed = allowed_classes(multi_hot(tags, self.num_classes), self.has_background)
+        return label_images(
+            self.segmenters,
+            self.disc,
+            tensors,
+            allowed,
+            shapes,
+            [im.shape[:2] for im in images],
+            segments,
+            batch_size=self.cfg.batch_size,
+            device=self.device,
+        )
+
+
 def predict(
     model_state: dict[str, Any],
     images: Sequence[np.ndarray],
@@ -167,27 +213,8 @@ def predict(
     *,
     device: str | torch.device | None = None,
 ) -> list[Prediction]:
-    """Label new images with saved weights (PipelineResult.model_state); no training.
-
-    ``cfg`` defaults to the config saved with the weights (its width/depth must match).
-    """
-    cfg, dev = _setup(model_state, cfg, device)
-    k = int(model_state["num_classes"])
-    segmenters = [build_segmenter(k, cfg, dev, model_state[n]) for n in ("s_a", "s_b")]
-    disc = build_discriminator(k, cfg, dev, model_state["disc"])
-    tensors, shapes, segments = _prepare(images, cfg)
-    allowed = allowed_classes(multi_hot(tags, k), bool(model_state["has_background"]))
-    return label_images(
-        segmenters,
-        disc,
-        tensors,
-        allowed,
-        shapes,
-        [im.shape[:2] for im in images],
-        segments,
-        batch_size=cfg.batch_size,
-        device=dev,
-    )
+    """Label new images with saved weights (PipelineResult.model_state); no training."""
+    return Predictor(model_state, cfg, device=device)(images, tags)
 
 
 def predict_transfer(

@@ -23,6 +23,7 @@ from app.imaging import rle_of_png
 from app.services.keys import KEY_BY_HASH, bearer_token, principal_of
 from app.services.projects import PROJECT_REF, ProjectRef, project_not_found, project_ref_of
 from app.services.scope import Principal
+from app.signing import SIG
 
 
 async def lean_rows(request: Request, stmt: Executable, params: dict[str, Any]) -> list[Any]:
@@ -67,6 +68,21 @@ async def lean_principal(request: Request) -> Principal:
 
 
 LeanKey = Annotated[Principal, Depends(lean_principal)]
+
+# Who a valid signed URL speaks for: a reader of that one path (app/signing.py).
+SIGNED_URL = Principal(key_id=0, role="viewer", project_id=None, name="signed-url")
+
+
+async def key_or_signature(request: Request) -> Principal:
+    """The caller's key; without an Authorization header, a signed URL's signature (or 401)."""
+    params = request.query_params
+    if "authorization" not in request.headers and SIG in params:
+        request.app.state.signer.verify(request.url.path, params.multi_items())
+        return SIGNED_URL
+    return await lean_principal(request)
+
+
+LeanKeyOrSigned = Annotated[Principal, Depends(key_or_signature)]
 
 
 async def lean_annotator(who: LeanKey) -> Principal:

@@ -19,10 +19,13 @@ from app.schemas.common import ErrorBody
 
 DESCRIPTIONS = {
     304: "Not modified (the `If-None-Match` ETag still holds)",
-    401: "Missing, malformed, unknown or revoked API key (`unauthorized`)",
-    403: "The key's role is too low, or it is scoped to another project (`forbidden`)",
+    401: "Missing, malformed, unknown or revoked API key (`unauthorized`); the Label Studio "
+    "routes take it as a basic-auth password too",
+    403: "The key's role is too low, or it is scoped to another project (`forbidden`); "
+    "a signed URL's signature is wrong or expired (`invalid_signature`)",
     404: "No such resource, or outside the key's project (`not_found`)",
-    409: "Conflicts with the resource's current state (`conflict`)",
+    409: "Conflicts with the resource's current state (`conflict`; Label Studio /predict: "
+    "a new image and no finished run yet)",
     413: "The request body is larger than TAG2MASK_MAX_UPLOAD_BYTES (`payload_too_large`)",
     422: "The request is not valid (`validation_error` and the specific codes of the README)",
     503: "Not ready (`not_ready`), or the database or broker does not answer (`unavailable`, "
@@ -62,7 +65,7 @@ def _calls(dependant: Dependant) -> set[str]:
     return names
 
 
-AUTH = {"current_principal", "lean_principal"}
+AUTH = {"current_principal", "lean_principal", "key_or_signature"}
 
 
 def declare_errors(routes: Iterable[BaseRoute]) -> None:
@@ -79,7 +82,11 @@ def declare_errors(routes: Iterable[BaseRoute]) -> None:
         if calls & AUTH:
             statuses.add(401)
             statuses.add(503)  # every key is checked against the database
-        if any(c.startswith("role:") for c in calls) or "lean_annotator" in calls:
+        if (
+            any(c.startswith("role:") for c in calls)
+            or "lean_annotator" in calls
+            or "key_or_signature" in calls  # a bad or expired signed URL
+        ):
             statuses.add(403)
         if route.dependant.path_params:
             statuses.add(404)

@@ -10,11 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 MAX_CATEGORIES = 254  # indices 1..254; 0 is background and 255 means unlabeled
 
 # The pattern asks for a character that is neither a comma nor a space, so a name that
-# strips to nothing is refused by the schema, not only after stripping.
+# strips to nothing is refused by the schema, not only after stripping. NUL never: text
+# columns of PostgreSQL cannot hold it (it was a 500).
 CategoryName = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^,]*[^,\s][^,]*$"
+        strip_whitespace=True,
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^,\x00]*[^,\s\x00][^,\x00]*$",
     ),
 ]
 Color = Annotated[str, StringConstraints(pattern=r"^#[0-9a-fA-F]{6}$")]
@@ -30,7 +34,12 @@ class ProjectCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: Annotated[
         str,
-        StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"\S"),
+        StringConstraints(
+            strip_whitespace=True,
+            min_length=1,
+            max_length=200,
+            pattern=r"^[^\x00]*[^\s\x00][^\x00]*$",
+        ),
     ]
     categories: list[CategoryCreate] = Field(default_factory=list, max_length=MAX_CATEGORIES)
 

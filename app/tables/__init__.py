@@ -4,6 +4,7 @@ from app.tables.api_key import ROLES, ApiKey
 from app.tables.base import Base, utcnow
 from app.tables.image import Image, image_tags
 from app.tables.job import ACTIVE_STATUSES, JOB_STATUSES, Job, JobCheckpoint, JobEvent
+from app.tables.label_studio import LabelStudioAnnotation
 from app.tables.list_version import ListVersion
 from app.tables.mask import MASK_SOURCES, REVIEW_STATES, Mask
 from app.tables.model_version import ModelVersion
@@ -24,6 +25,7 @@ __all__ = [
     "Job",
     "JobCheckpoint",
     "JobEvent",
+    "LabelStudioAnnotation",
     "ListVersion",
     "Mask",
     "ModelVersion",

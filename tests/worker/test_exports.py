@@ -314,19 +314,21 @@ def _check_label_studio(res, sc: Scene, include: str) -> None:
     names = sc.by_id()
     seen = []
     for task in tasks:
-        image_id = int(task["data"]["image"].split("/")[3])
-        assert task["data"]["image"] == f"/v1/images/{image_id}/file"
+        url = task["data"]["image"]
+        image_id = int(url.split("/")[3])
+        assert url.startswith(f"/v1/images/{image_id}/file?exp="), "a signed URL"
         name = names[image_id]
         seen.append(name)
         stored, im = expected[name], sc.images[name]
-        (pred,) = task["predictions"]
-        if stored.source == "human":
-            assert pred["model_version"] == "human" and pred["score"] == 1.0
+        if stored.source == "human":  # people's masks are annotations, not predictions
+            assert task["predictions"] == []
+            (pred,) = task["annotations"]
+            assert "model_version" not in pred
         else:
+            assert "annotations" not in task
+            (pred,) = task["predictions"]
             assert stored.confidence is not None
-            assert pred["model_version"].startswith(f"job-{stored.job_id}")
-            if stored.model_version_id is not None:
-                assert pred["model_version"].endswith(f"model-version-{stored.model_version_id}")
+            assert pred["model_version"] == f"tag2mask-job-{stored.job_id}"
             assert pred["score"] == pytest.approx(stored.confidence.mean() / 255)
         labels = {}
         for region in pred["result"]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, BinaryIO
@@ -106,9 +106,16 @@ class ExportWriter(ABC):
     needs_confidence: bool = False
 
     def __init__(
-        self, out: BinaryIO, workdir: Path, project: ExportProject, *, max_pixels: int
+        self,
+        out: BinaryIO,
+        workdir: Path,
+        project: ExportProject,
+        *,
+        max_pixels: int,
+        image_url: Callable[[int], str] = lambda image_id: f"/v1/images/{image_id}/file",
     ) -> None:
         self.out = out
+        self.image_url = image_url  # image id → the URL a task/`coco_url` names
         self.workdir = workdir
         self.project = project
         self.max_pixels = max_pixels

@@ -82,3 +82,47 @@ def encode_mask(binary: np.ndarray) -> list[int]:
         ).ravel()
         parts.append(_bits(fields, widths))
     return np.packbits(np.concatenate(parts)).tolist()
+
+
+class RleError(ValueError):
+    """Bytes that are not a brush RLE stream (truncated, or sizes that do not add up)."""
+
+
+def decode_rle(data: list[int] | bytes, max_values: int) -> np.ndarray:
+    """The flat byte values of a brush RLE stream (any encoder's: runs and literals).
+
+    `max_values` bounds the header's count before anything is allocated (a stream of a
+    few bytes may claim gigabytes). One numpy read per chunk: literal chunks, which Label
+    Studio's editor writes where channels differ, are read in one go.
+    """
+    try:
+        bits = np.unpackbits(np.frombuffer(bytes(data), dtype=np.uint8))
+    except (ValueError, TypeError) as e:
+        raise RleError(f"not a list of byte values: {e}") from e
+    pos = 0
+    weights = (1 << np.arange(31, -1, -1, dtype=np.uint64)).astype(np.uint64)
+
+    def read(n: int, times: int = 1) -> np.ndarray:
+        nonlocal pos
+        end = pos + n * times
+        if end > bits.size:
+            raise RleError("the stream ends inside a chunk")
+        fields = bits[pos:end].reshape(times, n).astype(np.uint64) @ weights[32 - n :]
+        pos = end
+        return fields
+
+    total = int(read(32)[0])
+    word = int(read(5)[0]) + 1
+    sizes = [int(v) + 1 for v in read(4, 4)]
+    if total > max_values or word > 32:
+        raise RleError(f"the stream claims {total} values of {word} bits")
+    out = np.empty(total, dtype=np.uint8)
+    i = 0
+    while i < total:
+        repeat = int(read(1)[0])
+        count = int(read(sizes[int(read(2)[0])])[0]) + 1
+        if i + count > total:
+            raise RleError("a chunk runs past the stream's count")
+        out[i : i + count] = read(word)[0] if repeat else read(word, count)
+        i += count
+    return out

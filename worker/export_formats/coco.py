@@ -51,7 +51,7 @@ class CocoWriter(ExportWriter):
             "file_name": im.filename,
             "width": im.width,
             "height": im.height,
-            "coco_url": f"/v1/images/{im.id}/file",
+            "coco_url": self.image_url(im.id),
         }
         self.out.write((("" if self._first_image else ",\n") + json.dumps(entry)).encode())
         self._first_image = False

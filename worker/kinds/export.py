@@ -1,8 +1,12 @@
 """`export` job: a project's masks as a dataset file (COCO JSON, VOC zip, Label Studio JSON).
 
 params: `format` (coco | voc | label-studio, required), `include` (accepted | human | best,
-default accepted). The file is written streaming to a scratch file (images in id order, a
-chunk at a time, each chunk read in a short session), then stored in the blob store; its
+default accepted). Image URLs (Label Studio `data.image`, COCO `coco_url`) are signed
+(app/signing.py), absolute under TAG2MASK_PUBLIC_URL when set; `urls_expire_at` in the
+metrics says until when they load.
+
+The file is written streaming to a scratch file (images in id order, a chunk at a time,
+each chunk read in a short session), then stored in the blob store; its
 key becomes the job's `result_key`, downloaded from GET /v1/jobs/{id}/result.
 """
 
@@ -10,12 +14,14 @@ from __future__ import annotations
 
 import json
 import tempfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
 
 from app.blobs import BlobNotFound
+from app.signing import UrlSigner, iso
 from app.tables import Category, Job, Project
 from worker.export_formats import FORMATS, INCLUDES, WRITERS, export_filename
 from worker.export_formats.base import (
@@ -91,6 +97,9 @@ def run(jc: JobContext) -> dict[str, Any]:
     with jc.ctx.sessionmaker() as s:
         total = count_images(s, jc.project_id)
     writer_cls = WRITERS[fmt]
+    # Every URL of one export lives as long: TAG2MASK_SIGNED_URL_TTL_S from now.
+    signer = UrlSigner.from_settings(jc.ctx.settings)
+    urls_expire = signer.expiry()
     scratch = jc.ctx.settings.data_dir / "tmp"
     scratch.mkdir(parents=True, exist_ok=True)
     images = annotations = scanned = skipped = 0
@@ -98,7 +107,11 @@ def run(jc: JobContext) -> dict[str, Any]:
         path = Path(work) / f"export{writer_cls.extension}"
         with open(path, "wb") as out:
             writer = writer_cls(
-                out, Path(work), project, max_pixels=jc.ctx.settings.max_image_pixels
+                out,
+                Path(work),
+                project,
+                max_pixels=jc.ctx.settings.max_image_pixels,
+                image_url=partial(signer.image_file, exp=urls_expire),
             )
             try:
                 for n, chosen in iter_chosen(jc.ctx.sessionmaker, jc.project_id, include, CHUNK):
@@ -134,6 +147,8 @@ def run(jc: JobContext) -> dict[str, Any]:
         "annotations": annotations,
         "bytes": size,
         "filename": filename,
+        "urls_expire_at": iso(urls_expire),
+        "urls_absolute": bool(signer.base),
     }
     if skipped:
         metrics["skipped_images"] = skipped

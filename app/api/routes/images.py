@@ -22,6 +22,7 @@ from app.api.http_cache import CACHE_CONTROL, not_modified
 from app.api.lean import (
     LeanAnnotator,
     LeanKey,
+    LeanKeyOrSigned,
     blob_response,
     lean_first,
     lean_project,
@@ -348,7 +349,7 @@ def get_image(image_id: ImageId, session: SessionDep, who: CurrentKey) -> ImageO
     response_class=Response,
     responses=ok_bytes(*ALLOWED_FORMATS.values(), description="The image's bytes as uploaded"),
 )
-async def get_image_file(image_id: ImageId, request: Request, who: LeanKey) -> Response:
+async def get_image_file(image_id: ImageId, request: Request, who: LeanKeyOrSigned) -> Response:
     row = await lean_first(request, svc.IMAGE_FILE, {"image_id": image_id})
     image = svc.check_image_file(row, image_id, who)
     return await blob_response(request, image.blob_key, image.content_type)

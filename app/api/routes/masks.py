@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 
 from app.api.deps import Annotator, SettingsDep, UowDep
 from app.api.http_cache import CACHE_CONTROL, etag_for, not_modified
-from app.api.lean import LeanKey, blob_response, lean_first, lean_rows, mask_rles
+from app.api.lean import LeanKeyOrSigned, blob_response, lean_first, lean_rows, mask_rles
 from app.api.params import ImageId
 from app.api.responses import BINARY, declares_304, ok_bytes
 from app.imaging import decode_png_array, decode_rgb, named_rle, overlay_png
@@ -74,7 +74,7 @@ def put_mask(
 async def get_mask(
     image_id: ImageId,
     request: Request,
-    who: LeanKey,
+    who: LeanKeyOrSigned,
     source: Literal["best", "human", "pseudo"] = "best",
     format: Literal["png", "rle", "overlay"] = "png",
 ) -> Response:
@@ -129,7 +129,7 @@ async def get_mask(
     response_class=Response,
     responses=ok_bytes("image/png", description="Per-pixel confidence, 0..255"),
 )
-async def get_confidence(image_id: ImageId, request: Request, who: LeanKey) -> Response:
+async def get_confidence(image_id: ImageId, request: Request, who: LeanKeyOrSigned) -> Response:
     row = await lean_first(request, LATEST_CONFIDENCE, {"image_id": image_id})
     m = check_confidence(row, image_id, who)
     return await blob_response(

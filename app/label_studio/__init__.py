@@ -1,0 +1,1 @@
+"""Label Studio as a client: its ML backend protocol, task images, annotations in."""
