@@ -46,7 +46,9 @@ PROFILES: dict[str, Profile] = {
     # The whole table on a 2-core CPU (see CPU_PROFILE_ESTIMATE_S below for the arithmetic).
     "cpu": Profile(
         config=dict(
-            image_size=128,
+            image_size=176,
+            width=48,  # heads 96 channels wide (the segmenters' context module and decoder)
+            lr=4e-3,
             batch_size=16,
             epochs_lnet=4,
             epochs_supervised=5,
@@ -57,7 +59,8 @@ PROFILES: dict[str, Profile] = {
         budget=32,
         budget_repeats=3,
         budget_epochs={"epochs_supervised": 3, "epochs_pnet": 2},
-        note="128 px, EfficientNet-Lite0 (ImageNet) trunks, batch 16, L-Net 4 / supervised 5 / "
+        note="176 px (tight batches), heads 96 wide, lr 4e-3, EfficientNet-Lite0 (ImageNet) "
+        "trunks, batch 16, L-Net 4 / supervised 5 / "
         "P-Net 3 / 1 round x 2 epochs, one seeded half for transfer, budget 32 masks, three "
         "seed pairs of arms at supervised 3 / P-Net 2",
     ),
@@ -84,10 +87,12 @@ PROFILES: dict[str, Profile] = {
 
 # How the cpu profile is sized (2-core machine, 2 torch threads; MSRC-v2: 473 train / 118
 # val images, 30 batches of 16 per epoch; semi's P-Net epochs hold ~52 batches with the
-# human masks repeated to half of each). With the Lite0 trunks at 128 px (stem..block 4
-# fixed) a segmenter step (S_a + S_b + Dsc) costs ~2 s and an L-Net step ~1 s on a quiet
-# machine, so a segmenter epoch is ~1 minute (semi's P-Net ~1.7): full ~13 min, semi ~15,
-# transfer ~13, tags_only ~8, six budget arms at supervised 3 / P-Net 2 ~30, plus val
-# scoring. The arms are what the budget question costs; fewer than three pairs do not
-# separate suggested from random beyond the CPU's run-to-run spread.
-CPU_PROFILE_ESTIMATE_S = 4800
+# human masks repeated to half of each). With the Lite0 trunks at 176 px in tight batches
+# (stem..block 4 fixed) and 96-channel heads, a segmenter step (S_a + S_b + Dsc) costs
+# ~3.3 s and an L-Net step ~1 s on a quiet machine, so a segmenter epoch is ~100 s (semi's
+# P-Net ~3 min): full ~20 min, semi ~25, transfer ~20, tags_only ~12, six budget arms at
+# supervised 3 / P-Net 2 ~50, plus val scoring: over two hours, twice the one-hour target.
+# The 128 px, 32-channel heads of the previous profile took ~80 minutes and reached 0.670
+# on full against 0.724 here. The arms are what the budget question costs; fewer than
+# three pairs do not separate suggested from random beyond the CPU's run-to-run spread.
+CPU_PROFILE_ESTIMATE_S = 7800
