@@ -9,7 +9,7 @@ from sqlalchemy import Insert, Integer, Select, bindparam, delete, func, insert,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, selectinload
 
-from app.errors import NotFound
+from app.errors import Conflict, NotFound
 from app.schemas.image import ImageOut
 from app.services.image_views import (  # noqa: F401  (re-exported: the routes' one import)
     IMAGE_VIEW_COLUMNS,
@@ -171,9 +171,38 @@ def _insert_image(dialect: str) -> Insert:
 
 
 def set_tags(session: Session, image: Image, project: Project, names: list[str]) -> Image:
-    image.tags = resolve_tags(project, names)
+    """Replace the image's tags; 409 if that drops a category its human mask paints.
+
+    A mask that paints an untagged category adds the tag (app/services/tags.py); taking
+    the tag away again here would leave the mask and the tags disagreeing, which is the
+    state that rule exists to prevent. Correct the mask first, then the tags.
+    """
+    categories = resolve_tags(project, names)
+    painted = human_mask_classes(session, image.id)
+    kept = {c.class_index for c in categories}
+    dropped = [c for c in project.categories if c.class_index in painted - kept]
+    if dropped:
+        raise Conflict(
+            "The image's human mask paints "
+            + ", ".join(repr(c.name) for c in dropped)
+            + "; a tag its mask paints cannot be removed (correct the mask first).",
+            {"painted": sorted(c.name for c in dropped)},
+        )
+    image.tags = categories
     session.flush()
     return image
+
+
+def human_mask_classes(session: Session, image_id: int) -> set[int]:
+    """Class indices the image's latest human mask paints (from its stored pixel counts)."""
+    stats = session.scalar(
+        select(Mask.stats)
+        .where(Mask.image_id == image_id, Mask.source == "human")
+        .order_by(Mask.id.desc())
+        .limit(1)
+    )
+    pixels = (stats or {}).get("class_pixels", {})
+    return {int(k) for k, n in pixels.items() if int(n) > 0}
 
 
 def delete_image(uow: UnitOfWork, image: Image) -> None:

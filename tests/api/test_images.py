@@ -210,6 +210,23 @@ class TestTags:
         assert r.status_code == 200 and r.json()["tags"] == []
         assert list_all_images(client, admin, project["id"], tag="cat") == []
 
+    def test_put_cannot_drop_a_tag_the_human_mask_paints(self, client, admin, project):
+        """cat is class 1: a mask painting it keeps the tag; other tags still change."""
+        arr = np.zeros((24, 32), np.uint8)
+        arr[:10, :10] = 1
+        img = upload_ok(
+            client, admin, project["id"], image_bytes(seed=41), "cat,dog", mask_bytes(arr)
+        )
+        r = client.put(f"/v1/images/{img['id']}/tags", json={"tags": ["bird"]}, headers=admin)
+        assert r.status_code == 409, r.text
+        body = r.json()["error"]
+        assert body["code"] == "conflict" and body["detail"] == {"painted": ["cat"]}
+        assert client.get(f"/v1/images/{img['id']}", headers=admin).json()["tags"] == ["cat", "dog"]
+        r = client.put(
+            f"/v1/images/{img['id']}/tags", json={"tags": ["cat", "bird"]}, headers=admin
+        )
+        assert r.status_code == 200 and r.json()["tags"] == ["cat", "bird"]
+
     def test_put_unknown_tag_changes_nothing(self, client, admin, project):
         img = upload_ok(client, admin, project["id"], image_bytes(), tags="cat")
         r = client.put(

@@ -355,7 +355,7 @@ async def get_image_file(image_id: ImageId, request: Request, who: LeanKeyOrSign
     return await blob_response(request, image.blob_key, image.content_type)
 
 
-@router.put("/v1/images/{image_id}/tags", response_model=ImageOut)
+@router.put("/v1/images/{image_id}/tags", response_model=ImageOut, responses=errors(409))
 def put_tags(image_id: ImageId, body: TagsIn, session: SessionDep, who: Annotator) -> ImageOut:
     image = svc.get_image_or_raise(session, image_id, who)
     project = get_project_or_raise(session, image.project_id, who)
