@@ -83,6 +83,13 @@ class PipelineConfig:
         "stage leaves a from-scratch net undertrained)",
     )
     lr_disc: float = _knob(2e-4, 1e-7, 1.0, doc="AdamW learning rate of the discriminator")
+    disc_width: int = _knob(
+        16,
+        4,
+        256,
+        doc="channels of the discriminator's first layer (doubled twice); kept apart from "
+        "width because Dsc runs at input resolution five times per step",
+    )
     weight_decay: float = _knob(1e-4, 0.0, 1.0)
     encoder_checkpoint: str = _knob("", doc="optional encoder weights for every network")
     # L-Net

@@ -87,7 +87,7 @@ def build_discriminator(
     device: torch.device,
     state: Mapping[str, Tensor] | None = None,
 ) -> Discriminator:
-    disc = Discriminator(num_classes, cfg.width)
+    disc = Discriminator(num_classes, cfg.disc_width)
     place(disc, cfg, device, state)
     return disc
 

@@ -196,22 +196,10 @@ class PNetAdversarialStep:
             logits = [s(x) for s in self.segmenters.values()]
         probs = [torch.softmax(lg.float(), dim=1) for lg in logits]
 
-        with autocast(self.device):  # Dsc: human one-hot masks are real, S's softmax is fake
-            real = (
-                F.one_hot(mask[has_mask].clamp(max=probs[0].shape[1] - 1), probs[0].shape[1])
-                .permute(0, 3, 1, 2)
-                .float()
-            )
-            unlabelled = (mask[has_mask] == IGNORE)[:, None]
-            real = torch.where(unlabelled, probs[0][has_mask].detach(), real)
-            fake = torch.cat([p.detach() for p in probs])
-            loss_d = discriminator_loss(
-                self.disc(real, x[has_mask]),
-                self.disc(fake, x.repeat(len(probs), 1, 1, 1)),
-                ~unlabelled[:, 0],
-                valid.repeat(len(probs), 1, 1),
-            )
-        self.optim_d.step(loss_d)
+        # Dsc only shapes S through its verdict on tag-only images; a batch without any (the
+        # supervised stage's, all human masks) skips it: half the step's cost at width 48.
+        adversarial = bool(unmasked.any())
+        loss_d = self._discriminator_step(x, mask, has_mask, probs, valid) if adversarial else None
 
         terms: dict[str, Tensor] = {}
         cfg = self.cfg
@@ -223,15 +211,16 @@ class PNetAdversarialStep:
                     "loss_pseudo": masked_cross_entropy(
                         lg[unmasked], pseudo[unmasked], batch["weight"][unmasked]
                     ),
-                    "loss_adv": generator_adversarial_loss(
-                        self.disc(p[unmasked], x[unmasked]), valid[unmasked]
-                    ),
                     "loss_tag": segmentation_tag_loss(lg, tags, cfg.pool_fraction),
                 }
+                if adversarial:
+                    parts["loss_adv"] = generator_adversarial_loss(
+                        self.disc(p[unmasked], x[unmasked]), valid[unmasked]
+                    )
                 weighted = (
                     parts["loss_human"]
                     + cfg.lambda_pl * parts["loss_pseudo"]
-                    + cfg.lambda_adv * parts["loss_adv"]
+                    + cfg.lambda_adv * parts.get("loss_adv", 0.0)
                     + cfg.lambda_tag * parts["loss_tag"]
                 )
                 if self.cross_thresholds is not None and len(logits) == 2:
@@ -247,9 +236,31 @@ class PNetAdversarialStep:
         self.optim_s.step(total)
         return {
             "loss": total.item() / len(logits),
-            "loss_d": loss_d.item(),
+            **({} if loss_d is None else {"loss_d": loss_d.item()}),
             **{name: float(value) for name, value in terms.items()},
         }
+
+    def _discriminator_step(
+        self, x: Tensor, mask: Tensor, has_mask: Tensor, probs: list[Tensor], valid: Tensor
+    ) -> Tensor:
+        """One Dsc update: human one-hot masks are real, every segmenter's softmax fake."""
+        with autocast(self.device):
+            real = (
+                F.one_hot(mask[has_mask].clamp(max=probs[0].shape[1] - 1), probs[0].shape[1])
+                .permute(0, 3, 1, 2)
+                .float()
+            )
+            unlabelled = (mask[has_mask] == IGNORE)[:, None]
+            real = torch.where(unlabelled, probs[0][has_mask].detach(), real)
+            fake = torch.cat([p.detach() for p in probs])
+            loss_d = discriminator_loss(
+                self.disc(real, x[has_mask]),
+                self.disc(fake, x.repeat(len(probs), 1, 1, 1)),
+                ~unlabelled[:, 0],
+                valid.repeat(len(probs), 1, 1),
+            )
+        self.optim_d.step(loss_d)
+        return loss_d
 
     def state_dict(self) -> dict[str, Any]:
         return {
