@@ -165,11 +165,7 @@ class EfficientNetLite0(nn.Module):
             p.requires_grad_(False)
 
     def _frozen_parameters(self) -> list[nn.Parameter]:
-        if self.frozen_blocks < 0:
-            return []
-        modules: list[nn.Module] = [self._conv_stem, self._bn0]
-        modules += list(self._blocks[: self.frozen_blocks + 1])
-        return [p for m in modules for p in m.parameters()]
+        return [p for m in self.frozen_modules for p in m.parameters()]
 
     def train(self, mode: bool = True) -> EfficientNetLite0:
         """Train mode for everything but the BatchNorms, which keep their loaded statistics."""
@@ -180,10 +176,40 @@ class EfficientNetLite0(nn.Module):
         return self
 
     def forward(self, x: Tensor) -> list[Tensor]:
-        x = F.relu6(self._bn0(self._conv_stem(x)))
+        return self.resume(*self.frozen_prefix(x))
+
+    @property
+    def frozen_modules(self) -> list[nn.Module]:
+        """The stem and the leading blocks that ``frozen_blocks`` fixes (none when -1)."""
+        if self.frozen_blocks < 0:
+            return []
+        return [self._conv_stem, self._bn0, *self._blocks[: self.frozen_blocks + 1]]
+
+    def frozen_prefix(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Run the fixed stem and blocks: (their output, the features tapped so far).
+
+        Nothing there learns, so two trunks with equal fixed parts (S_a and S_b, both
+        started from L-Net's trunk) can share one run of it (models/steps.py).
+        """
+        if self.frozen_blocks < 0:
+            return x, []
         features = []
-        for i, block in enumerate(self._blocks):
-            x = block(x)
+        with torch.no_grad():
+            x = F.relu6(self._bn0(self._conv_stem(x)))
+            for i, block in enumerate(self._blocks[: self.frozen_blocks + 1]):
+                x = block(x)
+                if i in self.tap_blocks:
+                    features.append(x)
+        return x, features
+
+    def resume(self, x: Tensor, features: list[Tensor]) -> list[Tensor]:
+        """The rest of the trunk after :meth:`frozen_prefix` (``features`` is not changed)."""
+        features = list(features)
+        start = self.frozen_blocks + 1 if self.frozen_blocks >= 0 else 0
+        if start == 0:
+            x = F.relu6(self._bn0(self._conv_stem(x)))
+        for i in range(start, len(self._blocks)):
+            x = self._blocks[i](x)
             if i in self.tap_blocks:
                 features.append(x)
         if self.with_head:

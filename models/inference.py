@@ -16,7 +16,8 @@ from models.config import PipelineConfig
 from models.label_transfer import transfer_labels
 from models.loader import content_box
 from models.networks import build_discriminator, build_lnet, build_segmenter
-from models.pseudo import allowed_classes, flip_averaged_probs
+from models.pnet import run_segmenters, same_frozen_prefix
+from models.pseudo import allowed_classes, flip_average
 from models.regions import padded_superpixels, region_boxes, region_scores
 from models.steps import autocast
 from models.train import resolve_device
@@ -70,6 +71,7 @@ def iter_ensemble(
     for module in [*segmenters, *([disc] if disc is not None else [])]:
         module.eval()
     size = images.shape[-2:]
+    share = same_frozen_prefix([getattr(s, "encoder", None) for s in segmenters])
     for start in range(0, len(images), batch_size):
         x = images[start : start + batch_size].to(device)
         ok = allowed[start : start + batch_size].to(device)
@@ -81,7 +83,10 @@ def iter_ensemble(
         for (h, w), index in rows.items():
             xb = x[index, :, :h, :w]
             with autocast(device):
-                each = [flip_averaged_probs(s, xb, ok[index]) for s in segmenters]
+                direct = run_segmenters(segmenters, xb, share)
+                mirrored = run_segmenters(segmenters, xb.flip(-1), share)
+                pairs = zip(direct, mirrored, strict=True)
+                each = [flip_average(d, m, ok[index]) for d, m in pairs]
                 mean = torch.stack(each).mean(0)
                 if real is not None:
                     real[index, :h, :w] = torch.sigmoid(disc(mean, xb).float())[:, 0].cpu()  # type: ignore[misc]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
 from models.backbone import Encoder, conv_bn_relu
+from models.efficientnet import EfficientNetLite0
 from models.lnet import upsample
 
 
@@ -94,11 +97,42 @@ class PNet(nn.Module):
         self.classifier = nn.Conv2d(channels, num_classes + 1, 1)
 
     def forward(self, images: Tensor) -> Tensor:
-        features = self.encoder(images)
+        return self.decode(self.encoder(images), images.shape[-2:])
+
+    def decode(self, features: list[Tensor], size: Sequence[int]) -> Tensor:
+        """Logits at ``size`` from the encoder's multi-scale ``features``."""
         x = self.context(features[-1])
         for level, lateral, fuse in zip(self.levels, self.lateral, self.fuse, strict=True):
             f = features[level]
             x = fuse(torch.cat([upsample(x, f.shape[-2:]), lateral(f)], dim=1))
         early = features[0]
         x = self.decoder(torch.cat([upsample(x, early.shape[-2:]), self.skip(early)], dim=1))
-        return upsample(self.classifier(x), images.shape[-2:])
+        return upsample(self.classifier(x), size)
+
+
+def same_frozen_prefix(encoders: Sequence[nn.Module]) -> bool:
+    """Whether two or more pretrained trunks hold identical fixed stems and blocks (S_a and
+    S_b started from one trunk): then one run of that prefix serves all of them. The fixed
+    part never changes in training (no gradients, BatchNorm statistics as loaded)."""
+    if len(encoders) < 2 or not all(
+        isinstance(e, EfficientNetLite0) and e.frozen_modules for e in encoders
+    ):
+        return False
+    first, *others = encoders
+    reference = [t for m in first.frozen_modules for t in m.state_dict().values()]  # type: ignore[union-attr]
+    for other in others:
+        tensors = [t for m in other.frozen_modules for t in m.state_dict().values()]  # type: ignore[union-attr]
+        if len(tensors) != len(reference) or not all(
+            torch.equal(a, b) for a, b in zip(reference, tensors, strict=True)
+        ):
+            return False
+    return True
+
+
+def run_segmenters(segmenters: Sequence[PNet], x: Tensor, share_prefix: bool) -> list[Tensor]:
+    """Every segmenter's logits for ``x``; with ``share_prefix`` (see
+    :func:`same_frozen_prefix`) the fixed trunk prefix runs once for all of them."""
+    if not share_prefix:
+        return [s(x) for s in segmenters]
+    y, taps = segmenters[0].encoder.frozen_prefix(x)
+    return [s.decode(s.encoder.resume(y, taps), x.shape[-2:]) for s in segmenters]

@@ -38,11 +38,15 @@ def flip_averaged_probs(model: nn.Module, images: Tensor, allowed: Tensor) -> Te
     Shape:
         images (N, 3, H, W), allowed (N, K+1) → (N, K+1, H, W)
     """
-    logits = model(images).float()
-    mirrored = model(images.flip(-1)).float().flip(-1)
+    return flip_average(model(images), model(images.flip(-1)), allowed)
+
+
+def flip_average(logits: Tensor, mirrored: Tensor, allowed: Tensor) -> Tensor:
+    """Mean tag-constrained softmax of logits and of the mirrored image's logits (flipped
+    back here), float32."""
     return (
-        torch.softmax(constrain(logits, allowed), 1)
-        + torch.softmax(constrain(mirrored, allowed), 1)
+        torch.softmax(constrain(logits.float(), allowed), 1)
+        + torch.softmax(constrain(mirrored.float().flip(-1), allowed), 1)
     ) / 2
 
 

@@ -30,7 +30,7 @@ from models.losses import (
     topk_pool,
 )
 from models.networks import param_groups
-from models.pnet import PNet
+from models.pnet import PNet, run_segmenters, same_frozen_prefix
 from models.pseudo import allowed_classes, confident_labels, constrain
 
 
@@ -163,6 +163,7 @@ class PNetAdversarialStep:
         self.cfg, self.device = cfg, device
         self.has_background = has_background
         self.cross_thresholds = None if cross_thresholds is None else cross_thresholds.to(device)
+        self.share_prefix = same_frozen_prefix([s.encoder for s in self.segmenters.values()])
         self.optim_s = AmpOptimizer(
             param_groups(self.segmenters.values(), cfg),
             lr=cfg.lr,
@@ -182,6 +183,10 @@ class PNetAdversarialStep:
             s.train()
         self.disc.train()
 
+    def _segment(self, x: Tensor) -> list[Tensor]:
+        """Every segmenter's logits; the fixed trunk prefix runs once when they share it."""
+        return run_segmenters(list(self.segmenters.values()), x, self.share_prefix)
+
     def set_lr_factor(self, factor: float) -> None:
         self.optim_s.scale_lr(factor)
         self.optim_d.scale_lr(factor)
@@ -193,7 +198,7 @@ class PNetAdversarialStep:
         unmasked = ~has_mask
         allowed = allowed_classes(tags, self.has_background)
         with autocast(self.device):
-            logits = [s(x) for s in self.segmenters.values()]
+            logits = self._segment(x)
         probs = [torch.softmax(lg.float(), dim=1) for lg in logits]
 
         # Dsc only shapes S through its verdict on tag-only images; a batch without any (the

@@ -1,0 +1,74 @@
+"""The segmenters' training step: S_a and S_b share one run of their fixed trunk prefix
+when it is identical, and the discriminator sits out batches without tag-only images."""
+
+from __future__ import annotations
+
+import torch
+
+from models.config import PipelineConfig
+from models.networks import build_discriminator, build_segmenter
+from models.steps import PNetAdversarialStep, same_frozen_prefix
+
+K = 3
+CFG = PipelineConfig(
+    image_size=48, width=8, backbone="efficientnet_lite0", frozen_blocks=4, device="cpu"
+)
+CPU = torch.device("cpu")
+
+
+def _step(seed: int = 0) -> PNetAdversarialStep:
+    torch.manual_seed(seed)
+    segmenters = {"s_a": build_segmenter(K, CFG, CPU), "s_b": build_segmenter(K, CFG, CPU)}
+    disc = build_discriminator(K, CFG, CPU)
+    return PNetAdversarialStep(segmenters, disc, CFG, CPU, has_background=True)
+
+
+def _batch(masked: int, n: int = 4) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(1)
+    size = CFG.image_size
+    mask = torch.randint(0, K + 1, (n, size, size), generator=g, dtype=torch.uint8)
+    return {
+        "image": torch.randn(n, 3, size, size, generator=g),
+        "mask": torch.where(torch.arange(n)[:, None, None] < masked, mask, 255).to(torch.uint8),
+        "pseudo": torch.where(torch.arange(n)[:, None, None] >= masked, mask, 255).to(torch.uint8),
+        "weight": torch.ones(n, size, size),
+        "tags": torch.ones(n, K),
+        "valid": torch.ones(n, size, size, dtype=torch.bool),
+        "has_mask": torch.arange(n) < masked,
+    }
+
+
+def test_shared_prefix_gives_the_same_logits_as_separate_runs() -> None:
+    step = _step()
+    assert step.share_prefix  # both trunks hold the ImageNet weights in their fixed part
+    for s in step.segmenters.values():
+        s.eval()
+    x = _batch(2)["image"]
+    shared = step._segment(x)
+    separate = [s(x) for s in step.segmenters.values()]
+    for a, b in zip(shared, separate, strict=True):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_prefix_is_not_shared_when_the_fixed_parts_differ() -> None:
+    a, b = build_segmenter(K, CFG, CPU), build_segmenter(K, CFG, CPU)
+    assert same_frozen_prefix([a.encoder, b.encoder])
+    with torch.no_grad():
+        b.encoder._blocks[2]._project_conv.weight.mul_(1.5)  # inside the fixed blocks 0..4
+    assert not same_frozen_prefix([a.encoder, b.encoder])
+    assert not same_frozen_prefix([a.encoder])  # one net: nothing to share
+    scratch = PipelineConfig(image_size=48, width=8, backbone="scratch", device="cpu")
+    c, d = build_segmenter(K, scratch, CPU), build_segmenter(K, scratch, CPU)
+    assert not same_frozen_prefix([c.encoder, d.encoder])
+
+
+def test_discriminator_sits_out_batches_of_human_masks_only() -> None:
+    step = _step()
+    step.train()
+    before = [p.detach().clone() for p in step.disc.parameters()]
+    out = step(_batch(masked=4))  # the supervised stage's batches: every row has a mask
+    assert "loss_d" not in out and "loss_adv" not in out
+    assert all(torch.equal(a, b) for a, b in zip(before, step.disc.parameters(), strict=True))
+    out = step(_batch(masked=2))  # P-Net's: human masks and pseudo-labelled images
+    assert "loss_d" in out and "loss_adv" in out
+    assert any(not torch.equal(a, b) for a, b in zip(before, step.disc.parameters(), strict=True))
