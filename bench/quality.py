@@ -169,6 +169,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         )
     progress = not args.no_progress
     started = time.perf_counter()
+    code = {"commit": commit(), "commit_dirty": dirty()}  # the code this run imported
 
     ds = load_dataset(args.data, profile.max_images, args.seed)
     if "background" not in overrides and not any((m == 0).any() for m in ds.masks):
@@ -256,8 +257,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         "val_predict_seconds": round(scorer.seconds, 2),
         "wall_s": round(time.perf_counter() - started, 2),
         "machine": {**machine(), "torch_threads": torch.get_num_threads()},
-        "commit": commit(),
-        "commit_dirty": dirty(),
+        **code,
         "notes": NOTES,
     }
     write_json(args.json, payload)
