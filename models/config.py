@@ -97,6 +97,13 @@ class PipelineConfig:
     pool_fraction: float = _knob(0.1, 0.001, 1.0, doc="top-k share of pixels pooled")
     lambda_cls: float = _knob(1.0, 0.0, 100.0, doc="L-Net multi-label loss weight")
     lambda_dice: float = _knob(1.0, 0.0, 100.0, doc="L-Net decoder Dice weight")
+    lambda_cam_mask: float = _knob(
+        1.0,
+        0.0,
+        100.0,
+        doc="L-Net: weight of the CAMs' BCE against the human masks' class shares "
+        "(localises categories that are on every image, which tags cannot; 0: tags only)",
+    )
     cam_threshold: float = _knob(0.3, 0.0, 1.0, doc="background score of the CAM baseline")
     bg_bias: float = _knob(1.0, 0.0, 100.0, doc="background score multiplier at L-Net inference")
     margin: float = _knob(0.1, 0.0, 1.0, doc="top-two margin below which a pixel is ignored")

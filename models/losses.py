@@ -95,6 +95,37 @@ def tag_loss(pooled_logits: Tensor, tags: Tensor) -> Tensor:
     return F.binary_cross_entropy_with_logits(pooled_logits.float(), tags.float())
 
 
+def cam_mask_loss(cams: Tensor, mask: Tensor, num_classes: int) -> Tensor:
+    """BCE of every CAM against the human mask's share of its class in each CAM cell.
+
+    Tags alone cannot teach where a category is when it is on (nearly) every image: its
+    tag is always 1 and the pooled loss is met by any activation. A painted mask says for
+    each painted pixel which category it is and which it is not, so cells get a target
+    (the class's share of the cell's painted pixels) weighted by how much of the cell is
+    painted; unpainted pixels (255) say nothing. A category no mask paints still learns
+    where it is not (the painted pixels), which moves its pooled activation to the
+    unpainted ones.
+
+    Args:
+        cams: (M, K, h, w) CAM logits of masked images.
+        mask: (M, H, W) long human masks, 255 = unpainted.
+        num_classes: K.
+    """
+    if len(mask) == 0:
+        return cams.new_zeros((), dtype=torch.float32)
+    painted = mask != IGNORE
+    labels = torch.where(painted, mask, 0)
+    onehot = F.one_hot(labels, num_classes + 1)[..., 1:].permute(0, 3, 1, 2).float()
+    onehot = onehot * painted[:, None]
+    size = cams.shape[-2:]
+    share = F.adaptive_avg_pool2d(onehot, size)
+    cover = F.adaptive_avg_pool2d(painted[:, None].float(), size)
+    target = share / cover.clamp_min(1e-6)
+    weight = cover.expand_as(target)
+    total = F.binary_cross_entropy_with_logits(cams.float(), target, weight, reduction="sum")
+    return total / weight.sum().clamp_min(1.0)
+
+
 def segmentation_tag_loss(logits: Tensor, tags: Tensor, fraction: float) -> Tensor:
     """BCE between each category's top-k pooled softmax probability and the tags.
 

@@ -20,6 +20,7 @@ from models.discriminator import Discriminator
 from models.lnet import LNet
 from models.losses import (
     IGNORE,
+    cam_mask_loss,
     dice_loss,
     discriminator_loss,
     generator_adversarial_loss,
@@ -92,7 +93,8 @@ def mask_pairs(mask: Tensor, has_mask: Tensor, num_classes: int) -> tuple[Tensor
 
 
 class LNetStep:
-    """L-Net: tag BCE on every image + decoder CE and Dice per (masked image, class) pair.
+    """L-Net: tag BCE on every image, the CAMs' BCE against the human masks (cam_mask_loss),
+    decoder CE and Dice per (masked image, class) pair.
 
     The attention is detached, so strong and weak categories' attention maps both come
     from the classification head alone and look alike to the decoder.
@@ -125,11 +127,19 @@ class LNetStep:
             )
             loss_ce = masked_cross_entropy(logits, target)
             loss_dice = dice_loss(logits, target)
-            loss = self.cfg.lambda_cls * loss_cls + loss_ce + self.cfg.lambda_dice * loss_dice
+            has_mask = batch["has_mask"]
+            loss_cam = cam_mask_loss(cams[has_mask], mask[has_mask], self.lnet.num_classes)
+            loss = (
+                self.cfg.lambda_cls * loss_cls
+                + loss_ce
+                + self.cfg.lambda_dice * loss_dice
+                + self.cfg.lambda_cam_mask * loss_cam
+            )
         self.optim.step(loss)
         return {
             "loss": loss.item(),
             "loss_cls": loss_cls.item(),
+            "loss_cam_mask": loss_cam.item(),
             "loss_seg": loss_ce.item(),
             "loss_dice": loss_dice.item(),
         }

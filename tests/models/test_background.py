@@ -90,3 +90,36 @@ def test_calibrated_cam_finds_background_on_unseen_images(lnet_run: dict) -> Non
     # never far below the defaults that suit this data, and the painted categories score
     assert mean_iou(cal["cam"]) > mean_iou(default["cam"]) - 0.02
     assert mean_iou(cal["cam"], STRONG) > 0.05 and mean_iou(cal["lnet"], STRONG) > 0.1
+
+
+def _lnet_state(cfg: PipelineConfig, human: list, data: tuple) -> dict:
+    images, _masks, tags = data
+    saved: dict[str, dict] = {}
+    with pytest.raises(StopRequested):
+        run_pipeline(
+            LabelingData(images, tags, human, K),
+            cfg,
+            save_stage=saved.__setitem__,
+            should_stop=lambda: "lnet" in saved,
+        )
+    return _state(saved["lnet"])
+
+
+def test_masks_teach_the_cam_of_a_category_on_every_image() -> None:
+    """Category 1 is on every image, so its tag is always 1 and the tag loss cannot say
+    where it is; the human masks can (models.losses.cam_mask_loss). On images L-Net never
+    saw, its CAM with the mask loss must find it far better than with tags alone, and the
+    other categories' CAMs must not get worse."""
+    data = make_parts_dataset(96, 64, seed=3, num_classes=K)
+    human = split_strong_weak(data[1], data[2], STRONG, mask_fraction=0.5, seed=0)
+    images, masks, tags = make_parts_dataset(48, 64, seed=77, num_classes=K)
+    scores = {}
+    for weight in (0.0, 1.0):
+        cfg = dataclasses.replace(CFG, lambda_cam_mask=weight)
+        cam, _ = predict_transfer(_lnet_state(cfg, human, data), images, tags, cfg)
+        scores[weight] = class_iou(accumulate(cam, masks, K + 1))
+    tags_only, with_masks = scores[0.0], scores[1.0]
+    assert with_masks[1] > tags_only[1] + 0.15, (tags_only, with_masks)
+    assert with_masks[1] > 0.5
+    assert mean_iou(with_masks) > mean_iou(tags_only) + 0.03
+    assert mean_iou(with_masks, WEAK) > mean_iou(tags_only, WEAK) - 0.02  # never painted

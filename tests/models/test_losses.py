@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from models.losses import (
+    cam_mask_loss,
     dice_loss,
     discriminator_loss,
     generator_adversarial_loss,
@@ -104,3 +105,24 @@ def test_adversarial_losses() -> None:
     assert generator_adversarial_loss(mixed, valid).item() < 1e-3
     expected = F.binary_cross_entropy_with_logits(torch.tensor(-10.0), torch.tensor(1.0))
     assert generator_adversarial_loss(mixed, ~valid).item() == pytest.approx(expected.item())
+
+
+def test_cam_mask_loss_targets_are_painted_class_shares() -> None:
+    # One 4x4 mask, CAMs at 2x2: top-left cell all class 1, top-right half class 2 and half
+    # unpainted, bottom row background.
+    mask = torch.zeros(1, 4, 4, dtype=torch.long)
+    mask[0, :2, :2] = 1
+    mask[0, :2, 2] = 2
+    mask[0, :2, 3] = 255
+    right = torch.tensor([[[[9.0, -9.0], [-9.0, -9.0]], [[-9.0, 9.0], [-9.0, -9.0]]]])
+    wrong = -right
+    assert cam_mask_loss(right, mask, 2).item() < 0.01
+    assert cam_mask_loss(wrong, mask, 2).item() > 4.0
+    # the unpainted half of the top-right cell says nothing: only its painted half counts
+    only_painted = mask.clone()
+    only_painted[0, :2, 3] = 2
+    assert cam_mask_loss(right, only_painted, 2).item() < 0.01
+    zero = torch.zeros(1, 2, 2, 2)
+    # cells weighted by painted share: 3.5 painted cells of 4, logits 0 → log 2 per entry
+    assert cam_mask_loss(zero, mask, 2).item() == pytest.approx(math.log(2), rel=1e-5)
+    assert cam_mask_loss(torch.zeros(0, 2, 2, 2), mask[:0], 2).item() == 0.0
