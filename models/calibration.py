@@ -6,9 +6,9 @@ decoded foreground. Fixed defaults suit datasets whose objects fill the image (M
 0.3); where background covers most pixels and the tagged objects are small, the same
 threshold hands nearly every pixel to some tag and the CAM row collapses (background IoU
 near 0). The human masks say how much of an image is background, so the two values are
-chosen where the label maps agree best with them: the CAM threshold on every masked image
-(the CAM head never sees a mask), ``bg_bias`` on the held-out masks when there are enough
-of them (the decoder trained on the others, so they flatter it), else on all.
+chosen where the label maps agree best with them, on the held-out masks when there are
+enough of them (the CAM head and the decoder trained on the others, so they flatter
+them), else on all.
 """
 
 from __future__ import annotations
@@ -97,9 +97,18 @@ def calibrate_background(
     maps = list(pair_maps(lnet, images, tags, batch_size=batch_size, device=device))
     gts = [m.numpy() for m in masks]
     num_labels = lnet.num_classes + 1
-    cam, cam_score = _best(maps, gts, num_labels, CAM_THRESHOLDS, "cam", defaults[0])
+    # Both on the held-out masks when there are enough: the CAM head and the decoder have
+    # both trained on the others (losses.cam_mask_loss), which flatters them there.
     held = [i for i, h in enumerate(held_out) if h]
     rows = held if len(held) >= MIN_HELD_OUT else list(range(len(maps)))
+    cam, cam_score = _best(
+        [maps[i] for i in rows],
+        [gts[i] for i in rows],
+        num_labels,
+        CAM_THRESHOLDS,
+        "cam",
+        defaults[0],
+    )
     bias, bias_score = _best(
         [maps[i] for i in rows], [gts[i] for i in rows], num_labels, BG_BIASES, "lnet", defaults[1]
     )

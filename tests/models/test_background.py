@@ -26,6 +26,9 @@ CFG = PipelineConfig(
     slic_segments=32,
     device="cpu",
     seed=0,
+    # CAMs from tags alone, where the background score decides everything; CAMs that learn
+    # from the masks too no longer collapse under an unsuited one (tested below)
+    lambda_cam_mask=0.0,
 )
 
 
