@@ -32,19 +32,25 @@ CFG = PipelineConfig(
 )
 
 
-@pytest.fixture(scope="module")
-def lnet_run() -> dict:
-    images, masks, tags = make_parts_dataset(96, 64, seed=3, num_classes=K)
-    human = split_strong_weak(masks, tags, STRONG, mask_fraction=0.5, seed=0)
+def _train_lnet(cfg: PipelineConfig, data: tuple, human: list) -> dict:
+    """The saved ``lnet`` stage of a run on ``data`` (images, masks, tags)."""
+    images, _masks, tags = data
     saved: dict[str, dict] = {}
     with pytest.raises(StopRequested):
         run_pipeline(
             LabelingData(images, tags, human, K),
-            CFG,
+            cfg,
             save_stage=saved.__setitem__,
             should_stop=lambda: "lnet" in saved,
         )
     return saved["lnet"]
+
+
+@pytest.fixture(scope="module")
+def lnet_run() -> dict:
+    data = make_parts_dataset(96, 64, seed=3, num_classes=K)
+    human = split_strong_weak(data[1], data[2], STRONG, mask_fraction=0.5, seed=0)
+    return _train_lnet(CFG, data, human)
 
 
 def _state(lnet: dict) -> dict:
@@ -95,19 +101,6 @@ def test_calibrated_cam_finds_background_on_unseen_images(lnet_run: dict) -> Non
     assert mean_iou(cal["cam"], STRONG) > 0.05 and mean_iou(cal["lnet"], STRONG) > 0.1
 
 
-def _lnet_state(cfg: PipelineConfig, human: list, data: tuple) -> dict:
-    images, _masks, tags = data
-    saved: dict[str, dict] = {}
-    with pytest.raises(StopRequested):
-        run_pipeline(
-            LabelingData(images, tags, human, K),
-            cfg,
-            save_stage=saved.__setitem__,
-            should_stop=lambda: "lnet" in saved,
-        )
-    return _state(saved["lnet"])
-
-
 def test_masks_teach_the_cam_of_a_category_on_every_image() -> None:
     """Category 1 is on every image, so its tag is always 1 and the tag loss cannot say
     where it is; the human masks can (models.losses.cam_mask_loss). On images L-Net never
@@ -119,7 +112,8 @@ def test_masks_teach_the_cam_of_a_category_on_every_image() -> None:
     scores = {}
     for weight in (0.0, 1.0):
         cfg = dataclasses.replace(CFG, lambda_cam_mask=weight)
-        cam, _ = predict_transfer(_lnet_state(cfg, human, data), images, tags, cfg)
+        state = _state(_train_lnet(cfg, data, human))
+        cam, _ = predict_transfer(state, images, tags, cfg)
         scores[weight] = class_iou(accumulate(cam, masks, K + 1))
     tags_only, with_masks = scores[0.0], scores[1.0]
     assert with_masks[1] > tags_only[1] + 0.15, (tags_only, with_masks)
