@@ -8,19 +8,11 @@ from typing import Any
 import pytest
 
 from tests.api.test_dependency_down import drop_connections
+from tests.fixtures.db import postgres_db_url  # noqa: F401  (db_url: PostgreSQL only)
 from tests.worker.conftest import poll_job, wait_for
 from tests.worker.test_celery import events, start_job
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(params=["postgres"])
-def db_url(request):
-    from tests.fixtures.db import truncate_all
-
-    url = request.getfixturevalue("pg_url")
-    yield url
-    truncate_all(url)
 
 
 @pytest.fixture

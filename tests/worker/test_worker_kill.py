@@ -20,7 +20,10 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from app.tables import Job, JobEvent, Mask
-from tests.fixtures.db import PG_ADMIN_URL
+from tests.fixtures.db import (
+    PG_ADMIN_URL,
+    postgres_db_url,  # noqa: F401  (db_url: PostgreSQL only)
+)
 from tests.worker.conftest import wait_for
 from tests.worker.test_celery import image_id, project, rows, start_job  # noqa: F401
 
@@ -30,16 +33,6 @@ pytestmark = pytest.mark.slow
 # benchmark: 10 s against a PostgreSQL restart of ~3 s).
 STALE_AFTER_S = 6.0
 OUTAGE_S = 2.0
-
-
-@pytest.fixture(params=["postgres"])
-def db_url(request):
-    """PostgreSQL only: the test takes its database away for a while."""
-    from tests.fixtures.db import truncate_all
-
-    url = request.getfixturevalue("pg_url")
-    yield url
-    truncate_all(url)
 
 
 @pytest.fixture
