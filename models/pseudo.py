@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from models.losses import IGNORE
 
@@ -32,18 +32,13 @@ def constrain(logits: Tensor, allowed: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def flip_averaged_probs(model: nn.Module, images: Tensor, allowed: Tensor) -> Tensor:
-    """Mean softmax of the image and its horizontal mirror, tag-constrained, float32.
+def flip_average(logits: Tensor, mirrored: Tensor, allowed: Tensor) -> Tensor:
+    """Mean tag-constrained softmax of an image's logits and of its horizontal mirror's
+    logits (flipped back here), float32.
 
     Shape:
-        images (N, 3, H, W), allowed (N, K+1) → (N, K+1, H, W)
+        logits, mirrored (N, K+1, H, W), allowed (N, K+1) → (N, K+1, H, W)
     """
-    return flip_average(model(images), model(images.flip(-1)), allowed)
-
-
-def flip_average(logits: Tensor, mirrored: Tensor, allowed: Tensor) -> Tensor:
-    """Mean tag-constrained softmax of logits and of the mirrored image's logits (flipped
-    back here), float32."""
     return (
         torch.softmax(constrain(logits.float(), allowed), 1)
         + torch.softmax(constrain(mirrored.float().flip(-1), allowed), 1)

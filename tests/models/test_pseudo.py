@@ -12,7 +12,7 @@ from models.pseudo import (
     class_thresholds,
     confident_labels,
     constrain,
-    flip_averaged_probs,
+    flip_average,
     fuse_labels,
 )
 
@@ -48,21 +48,25 @@ class _Asymmetric(nn.Module):
         return torch.stack([x[:, 0], x[:, 1] + ramp, -ramp], dim=1)
 
 
+def _flip_averaged(model: torch.nn.Module, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    return flip_average(model(x), model(x.flip(-1)), allowed)
+
+
 def test_flip_averaging_is_mean_of_mirrored_passes_and_symmetric() -> None:
     model = _Asymmetric()
     x = torch.randn(2, 3, 4, 6)
     allowed = torch.ones(2, 3, dtype=torch.bool)
-    probs = flip_averaged_probs(model, x, allowed)
+    probs = _flip_averaged(model, x, allowed)
     expected = (torch.softmax(model(x), 1) + torch.softmax(model(x.flip(-1)), 1).flip(-1)) / 2
     torch.testing.assert_close(probs, expected)
     # flip-averaged prediction of a mirrored image is the mirrored prediction
-    torch.testing.assert_close(flip_averaged_probs(model, x.flip(-1), allowed), probs.flip(-1))
+    torch.testing.assert_close(_flip_averaged(model, x.flip(-1), allowed), probs.flip(-1))
     torch.testing.assert_close(probs.sum(1), torch.ones(2, 4, 6))
 
 
 def test_flip_averaging_respects_tags() -> None:
     allowed = torch.tensor([[False, True, True], [True, False, True]])
-    probs = flip_averaged_probs(_Asymmetric(), torch.randn(2, 3, 4, 6), allowed)
+    probs = _flip_averaged(_Asymmetric(), torch.randn(2, 3, 4, 6), allowed)
     assert probs[0, 0].abs().max() == 0 and probs[1, 1].abs().max() == 0
 
 
