@@ -193,28 +193,29 @@ class EfficientNetLite0(nn.Module):
         """
         if self.frozen_blocks < 0:
             return x, []
-        features = []
         with torch.no_grad():
-            x = F.relu6(self._bn0(self._conv_stem(x)))
-            for i, block in enumerate(self._blocks[: self.frozen_blocks + 1]):
-                x = block(x)
-                if i in self.tap_blocks:
-                    features.append(x)
-        return x, features
+            return self._run_blocks(x, [], 0, self.frozen_blocks + 1)
 
     def resume(self, x: Tensor, features: list[Tensor]) -> list[Tensor]:
         """The rest of the trunk after :meth:`frozen_prefix` (``features`` is not changed)."""
-        features = list(features)
         start = self.frozen_blocks + 1 if self.frozen_blocks >= 0 else 0
-        if start == 0:
-            x = F.relu6(self._bn0(self._conv_stem(x)))
-        for i in range(start, len(self._blocks)):
-            x = self._blocks[i](x)
-            if i in self.tap_blocks:
-                features.append(x)
+        x, features = self._run_blocks(x, list(features), start, len(self._blocks))
         if self.with_head:
             features[-1] = F.relu6(self._bn1(self._conv_head(x)))
         return features
+
+    def _run_blocks(
+        self, x: Tensor, features: list[Tensor], start: int, stop: int
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Blocks ``start``..``stop - 1`` (the stem first when ``start`` is 0), appending
+        the tapped outputs to ``features``."""
+        if start == 0:
+            x = F.relu6(self._bn0(self._conv_stem(x)))
+        for i in range(start, stop):
+            x = self._blocks[i](x)
+            if i in self.tap_blocks:
+                features.append(x)
+        return x, features
 
     def select(self, state: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """The entries of a Lite0 state_dict this trunk holds (drops the classifier, and the
