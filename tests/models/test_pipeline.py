@@ -175,6 +175,23 @@ def test_degenerate_inputs_still_run(case: str) -> None:
         assert result.metrics["pnet"]["miou"] is not None
 
 
+def test_all_masked_and_none_held_out_delivers_the_supervised_nets() -> None:
+    """Nothing to label and nothing held out: P-Net and the rounds would only re-train on
+    the same masks, so they are skipped and the supervised nets are the model."""
+    images, masks, tags = make_shapes_dataset(8, 32, seed=6)
+    data, recorder = LabelingData(images, tags, list(masks), 4), _Recorder()
+    result = run_pipeline(data, CFG, save_stage=recorder.save, holdout=[])
+    assert list(recorder.saved) == ["lnet", "supervised", "predict"]
+    assert "pnet" not in result.metrics and result.rounds_run == 0
+    supervised = recorder.saved["supervised"]
+    for name in ("s_a", "s_b", "disc"):
+        for key, value in result.model_state[name].items():
+            assert torch.equal(value, supervised[name][key]), (name, key)
+    new_images, _, new_tags = make_shapes_dataset(2, 40, seed=12)
+    for pred, t in zip(predict(result.model_state, new_images, new_tags), new_tags, strict=True):
+        assert set(np.unique(pred.mask)) <= t | {0}
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_pipeline_on_cuda_with_autocast() -> None:
