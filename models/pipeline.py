@@ -181,14 +181,7 @@ def _calibrate(ctx: PipelineContext, lnet: LNet) -> Calibration | None:
 
 def _complete_partial(ctx: PipelineContext, lnet: LNet, cfg: PipelineConfig) -> Tensor:
     """L-Net's labels of the partial masks' images over each one's candidates: the tags
-    its mask left out, and background where that is still open (models/partial_masks.py).
-
-    Where the data has a background class but the mask already paints it, background is
-    scored anyway and the pixels it wins stay unpainted (255): a mask's unpainted pixels
-    are not only left-out categories but also what nobody could label (CamVid's void, 3.6 %
-    of its pixels against 2.7 % for the three categories a transfer half leaves out), and
-    forcing those onto a left-out tag taught the segmenters that tag on void.
-    """
+    its mask left out, and background where that is still open (models/partial_masks.py)."""
     partial, size = ctx.partial, cfg.image_size
     out = torch.full((len(partial), size, size), 255, dtype=torch.uint8)
     for background in (False, True):
@@ -201,14 +194,11 @@ def _complete_partial(ctx: PipelineContext, lnet: LNet, cfg: PipelineConfig) -> 
             ctx.images[indices],
             [partial.tags[r] for r in rows],
             cfg,
-            has_background=background or ctx.has_background,
+            has_background=background,
             device=ctx.device,
             valid=ctx.valid[indices],
         )
-        labels = _weak_labels(cfg, cam, coarse)
-        if not background:  # background only scores here: it is painted already
-            labels[labels == 0] = 255
-        out[rows] = labels
+        out[rows] = _weak_labels(cfg, cam, coarse)
     return out
 
 
@@ -529,7 +519,7 @@ def _result(
             **{n: current[n] for n in ("s_a", "s_b", "disc")},
             "num_classes": ctx.num_classes,
             "has_background": ctx.has_background,
-            "config": ctx.cfg.to_dict(),
+            "config": cfg.to_dict(),
         },
         budget=[BudgetItem(b["index"], b["score"], b["reasons"]) for b in final["budget"]],
         rounds_run=rounds_run,
