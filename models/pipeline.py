@@ -519,7 +519,7 @@ def _result(
             **{n: current[n] for n in ("s_a", "s_b", "disc")},
             "num_classes": ctx.num_classes,
             "has_background": ctx.has_background,
-            "config": cfg.to_dict(),
+            "config": ctx.cfg.to_dict(),
         },
         budget=[BudgetItem(b["index"], b["score"], b["reasons"]) for b in final["budget"]],
         rounds_run=rounds_run,
