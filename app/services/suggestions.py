@@ -30,11 +30,18 @@ def latest_pipeline(session: Session, project_id: int) -> Job | None:
 
 
 def final_quality(metrics: dict[str, Any]) -> dict[str, float]:
-    """Held-out per-class IoU of the run's final network (last kept round, else P-Net)."""
+    """Held-out per-class IoU of the nets that labelled the images (the stage named by
+    ``predict.nets_from``; runs from before that field: the last kept round, else P-Net)."""
+    stage = (metrics.get("predict") or {}).get("nets_from")
+    if stage is None:
+        stage = _last_kept_stage(metrics)
+    return {str(k): float(v) for k, v in ((metrics.get(stage) or {}).get("iou") or {}).items()}
+
+
+def _last_kept_stage(metrics: dict[str, Any]) -> str:
     rounds = sorted((k for k in metrics if k.startswith("round_")), key=lambda k: int(k[6:]))
     kept = [k for k in rounds if not (metrics[k] or {}).get("rolled_back")]
-    stage = kept[-1] if kept else "pnet"
-    return {str(k): float(v) for k, v in ((metrics.get(stage) or {}).get("iou") or {}).items()}
+    return kept[-1] if kept else "pnet"
 
 
 def human_mask_counts(session: Session, project_id: int) -> dict[int, int]:

@@ -90,6 +90,12 @@ def test_outputs_cover_every_unmasked_image(first_run) -> None:
     assert len(result.metrics["round_1"]["thresholds"]) == 5
 
 
+def test_the_last_kept_round_labels_the_images(first_run) -> None:
+    _, result, _ = first_run
+    assert result.rounds_run == 2 and not result.rolled_back  # rollback_tolerance=1.0
+    assert result.metrics["predict"]["nets_from"] == "round_2"
+
+
 def test_progress_is_monotone_within_each_stage(first_run) -> None:
     _, _, recorder = first_run
     stages = list(dict.fromkeys(stage for stage, _ in recorder.progress))
@@ -183,6 +189,7 @@ def test_all_masked_and_none_held_out_delivers_the_supervised_nets() -> None:
     result = run_pipeline(data, CFG, save_stage=recorder.save, holdout=[])
     assert list(recorder.saved) == ["lnet", "supervised", "predict"]
     assert "pnet" not in result.metrics and result.rounds_run == 0
+    assert result.metrics["predict"]["nets_from"] == "supervised"
     supervised = recorder.saved["supervised"]
     for name in ("s_a", "s_b", "disc"):
         for key, value in result.model_state[name].items():
@@ -260,6 +267,7 @@ def test_a_pnet_stage_that_lowers_heldout_miou_is_undone(first_run) -> None:
     )
     undone = run_pipeline(complete, cfg, load_stage=saved.get, holdout=result.holdout)
     assert undone.metrics["pnet"]["rolled_back"] is True
+    assert undone.metrics["predict"]["nets_from"] == "supervised"
     for name in ("s_a", "s_b", "disc"):
         state = undone.model_state[name]
         assert all(torch.equal(v, saved["supervised"][name][k]) for k, v in state.items())
@@ -270,4 +278,5 @@ def test_a_pnet_stage_that_lowers_heldout_miou_is_undone(first_run) -> None:
     saved["pnet"]["metrics"]["pnet"]["miou_gt"] = supervised - 0.01
     kept = run_pipeline(complete, cfg, load_stage=saved.get, holdout=result.holdout)
     assert "rolled_back" not in kept.metrics["pnet"]
+    assert kept.metrics["predict"]["nets_from"] == "pnet"
     assert all(torch.equal(v, pnet["s_a"][k]) for k, v in kept.model_state["s_a"].items())
