@@ -151,6 +151,13 @@ class PipelineConfig:
         1.0,
         doc="segmenter training: random zoom-in crops down to this share of the side (1: off)",
     )
+    inference_zoom: float = _knob(
+        1.0,
+        0.5,
+        2.0,
+        doc="segmenter predictions (pseudo labels, delivered masks): also run at this "
+        "multiple of image_size and average the two scales (1: one scale)",
+    )
     partial_masks: str = _knob(
         "complete",
         choices=("complete", "as_is"),

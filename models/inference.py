@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from models.budget import image_signals
 from models.config import PipelineConfig
@@ -61,12 +62,15 @@ def iter_ensemble(
     batch_size: int,
     device: torch.device,
     shapes: Sequence[tuple[int, int]] | None = None,
+    zoom: float = 1.0,
 ) -> Iterator[EnsembleBatch]:
     """Flip-averaged, tag-constrained mean softmax of the segmenters, batch by batch.
 
     With ``shapes`` (each image's resized (h, w) on the canvas) the networks see each image
     cropped to its box, as models.loader.Batches trains them (tight batches); outputs
-    outside the box are 0 (probs, real) and True (agree).
+    outside the box are 0 (probs, real) and True (agree). ``zoom`` other than 1 also runs
+    the segmenters on the box enlarged by that factor and averages both scales
+    (PipelineConfig.inference_zoom).
     """
     for module in [*segmenters, *([disc] if disc is not None else [])]:
         module.eval()
@@ -83,10 +87,10 @@ def iter_ensemble(
         for (h, w), index in rows.items():
             xb = x[index, :, :h, :w]
             with autocast(device):
-                direct = run_segmenters(segmenters, xb, share)
-                mirrored = run_segmenters(segmenters, xb.flip(-1), share)
-                pairs = zip(direct, mirrored, strict=True)
-                each = [flip_average(d, m, ok[index]) for d, m in pairs]
+                each = _flip_averaged(segmenters, xb, ok[index], share)
+                if zoom != 1.0:
+                    zoomed = _flip_averaged(segmenters, xb, ok[index], share, zoom)
+                    each = [(a + b) / 2 for a, b in zip(each, zoomed, strict=True)]
                 mean = torch.stack(each).mean(0)
                 if real is not None:
                     real[index, :h, :w] = torch.sigmoid(disc(mean, xb).float())[:, 0].cpu()  # type: ignore[misc]
@@ -94,6 +98,24 @@ def iter_ensemble(
             agree[index, :h, :w] = torch.stack([lab == labels[0] for lab in labels]).all(0).cpu()
             probs[index, :, :h, :w] = mean.float().cpu()
         yield EnsembleBatch(start, probs, agree, real)
+
+
+def _flip_averaged(
+    segmenters: Sequence[nn.Module], x: Tensor, allowed: Tensor, share: bool, zoom: float = 1.0
+) -> list[Tensor]:
+    """Each segmenter's flip-averaged constrained softmax of ``x``, run at ``zoom`` times
+    its size (rounded up to the trunk's stride) and resized back."""
+    size = x.shape[-2:]
+    if zoom != 1.0:
+        x = F.interpolate(
+            x, size=content_box(torch.tensor([[s * zoom for s in size]])), mode="bilinear"
+        )
+    direct = run_segmenters(segmenters, x, share)
+    mirrored = run_segmenters(segmenters, x.flip(-1), share)
+    out = [flip_average(d, m, allowed) for d, m in zip(direct, mirrored, strict=True)]
+    if zoom != 1.0:
+        out = [F.interpolate(p, size=size, mode="bilinear") for p in out]
+    return out
 
 
 def _rows_by_box(
@@ -119,12 +141,20 @@ def label_images(
     *,
     batch_size: int,
     device: torch.device,
+    zoom: float = 1.0,
     on_progress: Callable[[float], None] | None = None,
 ) -> list[Prediction]:
     """Final masks, confidences, region scores and budget signals at original size."""
     out: list[Prediction] = []
     for batch in iter_ensemble(
-        segmenters, disc, images, allowed, batch_size=batch_size, device=device, shapes=shapes
+        segmenters,
+        disc,
+        images,
+        allowed,
+        batch_size=batch_size,
+        device=device,
+        shapes=shapes,
+        zoom=zoom,
     ):
         assert batch.real is not None
         for j in range(len(batch.probs)):
@@ -207,6 +237,7 @@ class Predictor:
             segments,
             batch_size=self.cfg.batch_size,
             device=self.device,
+            zoom=self.cfg.inference_zoom,
         )
 
 

@@ -103,6 +103,7 @@ def predict_targets(ctx: PipelineContext, nets: SegmenterNets) -> TargetPredicti
         batch_size=ctx.cfg.batch_size,
         device=ctx.device,
         shapes=[ctx.shapes[i] for i in ctx.targets],
+        zoom=ctx.cfg.inference_zoom,
     ):
         confidence, labels = batch.probs.max(1)
         assert batch.real is not None

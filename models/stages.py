@@ -273,6 +273,7 @@ def predict_stage(
         ctx.segments[positions],
         batch_size=ctx.cfg.batch_size,
         device=ctx.device,
+        zoom=ctx.cfg.inference_zoom,
         on_progress=lambda f: progress(0.9 * f, {}),
     )
     budget = rank_for_annotation(

@@ -89,3 +89,39 @@ def test_ensemble_sees_each_image_in_its_own_box() -> None:
         ]
     )
     assert not torch.allclose(square[0, 1, 0, 0], probs[0, 1, 0, 0])  # padding changes the mean
+
+
+class _Edges(nn.Module):
+    """A stand-in segmenter whose logits depend on the scale it sees (a local gradient)."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        grad = (x[:, :1, :, 1:] - x[:, :1, :, :-1]).abs()
+        grad = nn.functional.pad(grad, (0, 1)) * 5
+        return torch.cat([grad, -grad], dim=1)
+
+
+def test_a_zoomed_pass_is_averaged_with_the_plain_one() -> None:
+    """zoom=2 averages the box's flip-averaged softmax with that of the box enlarged twice
+    and resized back; zoom=1 is the plain pass alone."""
+    x, shapes = _photos()
+    allowed = torch.ones(len(x), 2, dtype=torch.bool)
+    net, cpu = _Edges(), torch.device("cpu")
+
+    def probs(zoom: float) -> Tensor:
+        batches = iter_ensemble(
+            [net], None, x, allowed, batch_size=4, device=cpu, shapes=shapes, zoom=zoom
+        )
+        return torch.cat([b.probs for b in batches])
+
+    def flip_softmax(image: Tensor) -> Tensor:
+        return (torch.softmax(net(image), 1) + torch.softmax(net(image.flip(-1)), 1).flip(-1)) / 2
+
+    plain, zoomed = probs(1.0), probs(2.0)
+    assert not torch.allclose(plain, zoomed, atol=1e-3)
+    h, w = content_box(torch.tensor([shapes[0]]))
+    crop = x[:1, :, :h, :w]
+    big = nn.functional.interpolate(crop, size=(2 * h, 2 * w), mode="bilinear")
+    back = nn.functional.interpolate(flip_softmax(big), size=(h, w), mode="bilinear")
+    expected = (flip_softmax(crop) + back) / 2
+    assert torch.allclose(zoomed[0, :, :h, :w], expected[0], atol=1e-5)
+    assert torch.allclose(plain[0, :, :h, :w], flip_softmax(crop)[0], atol=1e-6)
