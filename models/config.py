@@ -160,9 +160,11 @@ class PipelineConfig:
     )
     partial_masks: str = _knob(
         "complete",
-        choices=("complete", "as_is"),
+        choices=("complete", "candidates", "as_is"),
         doc="human masks that leave some of their image's tags unpainted: label the "
-        "unpainted pixels over those tags with L-Net (complete) or ignore them (as_is)",
+        "unpainted pixels over those tags with L-Net (complete), train the segmenters to "
+        "put them in one of those tags (or background where still open) without saying "
+        "which (candidates), or ignore them (as_is)",
     )
     lambda_pl: float = _knob(1.0, 0.0, 100.0, doc="pseudo-mask CE weight")
     lambda_adv: float = _knob(0.01, 0.0, 100.0, doc="adversarial loss weight")

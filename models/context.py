@@ -88,7 +88,7 @@ class PipelineContext:
         partial = partial_images(
             data.masks,
             data.tags,
-            train_masked if cfg.partial_masks == "complete" else [],
+            [] if cfg.partial_masks == "as_is" else train_masked,
             has_background,
         )
         return cls(
@@ -212,6 +212,12 @@ class PipelineContext:
     ) -> dict[str, Tensor]:
         order, size = masked + targets, self.cfg.image_size
         none = torch.full((len(masked), size, size), 255, dtype=torch.uint8)
+        candidates = torch.zeros(len(order), self.num_classes + 1, dtype=torch.bool)
+        if self.cfg.partial_masks == "candidates":
+            open_classes = self.partial.candidates(self.num_classes)
+            for row, i in enumerate(masked):
+                if i in open_classes:
+                    candidates[row] = open_classes[i]
         return {
             "image": self.images[order],
             "mask": masks[order],
@@ -220,6 +226,8 @@ class PipelineContext:
             "has_mask": torch.arange(len(order)) < len(masked),
             "pseudo": torch.cat([none, pseudo.to(torch.uint8)]),
             "weight": torch.cat([torch.zeros(len(masked), size, size), weight.float()]),
+            # per row, the classes its mask's unpainted pixels may hold (none: not partial)
+            "candidates": candidates,
         }
 
     @property

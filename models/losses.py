@@ -44,6 +44,23 @@ def masked_cross_entropy(
     return _masked_mean(ce, valid)
 
 
+def candidate_set_loss(logits: Tensor, candidates: Tensor, pixels: Tensor) -> Tensor:
+    """Mean of -log P(class in the pixel's candidate set) over ``pixels``: a partial label
+    (the pixel is one of these classes, not saying which), as for the unpainted pixels of a
+    mask that leaves some tags out (models/partial_masks.py).
+
+    Shape:
+        logits (N, C, H, W), candidates (N, C) bool per image, pixels (N, H, W) bool → ()
+    """
+    rows = candidates.any(1) & pixels.flatten(1).any(1)
+    if not bool(rows.any()):
+        return logits.sum() * 0.0
+    scores, pixels = logits[rows].float(), pixels[rows]
+    inside = scores.masked_fill(~candidates[rows][:, :, None, None], float("-inf"))
+    nll = torch.logsumexp(scores, 1) - torch.logsumexp(inside, 1)
+    return nll[pixels].mean()
+
+
 def dice_loss(
     logits: Tensor, target: Tensor, ignore_index: int = IGNORE, smooth: float = 1.0
 ) -> Tensor:

@@ -42,6 +42,16 @@ class PartialMasks:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def candidates(self, num_classes: int) -> dict[int, Tensor]:
+        """Per image index, the (K+1,) bool classes its unpainted pixels may hold."""
+        out: dict[int, Tensor] = {}
+        for i, tags, background in zip(self.indices, self.tags, self.background, strict=True):
+            row = torch.zeros(num_classes + 1, dtype=torch.bool)
+            row[sorted(tags)] = True
+            row[0] = background
+            out[i] = row
+        return out
+
 
 def partial_images(
     masks: Sequence[np.ndarray | None],

@@ -68,7 +68,7 @@ def lnet_stage(
     if not ctx.train_masked:  # the decoder never saw a mask: CAMs are all there is
         coarse = cam.clone()
     state: dict[str, Any] = {"lnet": cpu_state(lnet), "cam": cam, "coarse": coarse}
-    if ctx.partial:
+    if ctx.partial and cfg.partial_masks == "complete":
         state["completion"] = _complete_partial(ctx, lnet, cfg)
     seconds = round(time.perf_counter() - started, 2)
     state["metrics"] = {

@@ -21,6 +21,7 @@ from models.lnet import LNet
 from models.losses import (
     IGNORE,
     cam_mask_loss,
+    candidate_set_loss,
     dice_loss,
     discriminator_loss,
     generator_adversarial_loss,
@@ -151,6 +152,16 @@ class LNetStep:
         }
 
 
+def _unpainted(batch: dict[str, Tensor]) -> Tensor | None:
+    """Pixels of partial human masks left unpainted, where the batch names candidates for
+    them (PipelineConfig.partial_masks=candidates); None when there are none."""
+    candidates = batch.get("candidates")
+    if candidates is None or not bool(candidates.any()):
+        return None
+    rows = batch["has_mask"] & candidates.any(1)
+    return rows[:, None, None] & (batch["mask"] == IGNORE) & batch["valid"]
+
+
 class PNetAdversarialStep:
     """Segmenters S (one for P-Net, S_a and S_b in rounds) and Dsc: Dsc update, then S update.
 
@@ -207,6 +218,7 @@ class PNetAdversarialStep:
         has_mask = batch["has_mask"]
         unmasked = ~has_mask
         allowed = allowed_classes(tags, self.has_background)
+        unpainted = _unpainted(batch)
         with autocast(self.device):
             logits = self._segment(x)
         probs = [torch.softmax(lg.float(), dim=1) for lg in logits]
@@ -228,12 +240,17 @@ class PNetAdversarialStep:
                     ),
                     "loss_tag": segmentation_tag_loss(lg, tags, cfg.pool_fraction),
                 }
+                if unpainted is not None:
+                    parts["loss_candidates"] = candidate_set_loss(
+                        lg, batch["candidates"], unpainted
+                    )
                 if adversarial:
                     parts["loss_adv"] = generator_adversarial_loss(
                         self.disc(p[unmasked], x[unmasked]), valid[unmasked]
                     )
                 weighted = (
                     parts["loss_human"]
+                    + parts.get("loss_candidates", 0.0)
                     + cfg.lambda_pl * parts["loss_pseudo"]
                     + cfg.lambda_adv * parts.get("loss_adv", 0.0)
                     + cfg.lambda_tag * parts["loss_tag"]
