@@ -155,8 +155,9 @@ class PipelineConfig:
         1.0,
         0.5,
         2.0,
-        doc="segmenter predictions (pseudo labels, delivered masks): also run at this "
-        "multiple of image_size and average the two scales (1: one scale)",
+        doc="segmenter predictions (pseudo labels, delivered masks) run at this multiple "
+        "of image_size (1: the training size); nets trained on downsized photos label them "
+        "better nearer their own size",
     )
     partial_masks: str = _knob(
         "complete",

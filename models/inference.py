@@ -68,9 +68,8 @@ def iter_ensemble(
 
     With ``shapes`` (each image's resized (h, w) on the canvas) the networks see each image
     cropped to its box, as models.loader.Batches trains them (tight batches); outputs
-    outside the box are 0 (probs, real) and True (agree). ``zoom`` other than 1 also runs
-    the segmenters on the box enlarged by that factor and averages both scales
-    (PipelineConfig.inference_zoom).
+    outside the box are 0 (probs, real) and True (agree). ``zoom`` other than 1 runs the
+    segmenters on the box enlarged by that factor (PipelineConfig.inference_zoom).
     """
     for module in [*segmenters, *([disc] if disc is not None else [])]:
         module.eval()
@@ -87,10 +86,7 @@ def iter_ensemble(
         for (h, w), index in rows.items():
             xb = x[index, :, :h, :w]
             with autocast(device):
-                each = _flip_averaged(segmenters, xb, ok[index], share)
-                if zoom != 1.0:
-                    zoomed = _flip_averaged(segmenters, xb, ok[index], share, zoom)
-                    each = [(a + b) / 2 for a, b in zip(each, zoomed, strict=True)]
+                each = _flip_averaged(segmenters, xb, ok[index], share, zoom)
                 mean = torch.stack(each).mean(0)
                 if real is not None:
                     real[index, :h, :w] = torch.sigmoid(disc(mean, xb).float())[:, 0].cpu()  # type: ignore[misc]
@@ -103,18 +99,20 @@ def iter_ensemble(
 def _flip_averaged(
     segmenters: Sequence[nn.Module], x: Tensor, allowed: Tensor, share: bool, zoom: float = 1.0
 ) -> list[Tensor]:
-    """Each segmenter's flip-averaged constrained softmax of ``x``, run at ``zoom`` times
-    its size (rounded up to the trunk's stride) and resized back."""
+    """Each segmenter's flip-averaged constrained softmax of ``x``; with ``zoom`` the box
+    is enlarged by that factor (aspect kept, zero-padded to the trunk's stride) and the
+    output resized back to the box."""
     size = x.shape[-2:]
     if zoom != 1.0:
-        x = F.interpolate(
-            x, size=content_box(torch.tensor([[s * zoom for s in size]])), mode="bilinear"
-        )
+        big = [max(1, round(s * zoom)) for s in size]
+        x = F.interpolate(x, size=big, mode="bilinear")
+        padded = content_box(torch.tensor([big]))
+        x = F.pad(x, (0, padded[1] - big[1], 0, padded[0] - big[0]))
     direct = run_segmenters(segmenters, x, share)
     mirrored = run_segmenters(segmenters, x.flip(-1), share)
     out = [flip_average(d, m, allowed) for d, m in zip(direct, mirrored, strict=True)]
     if zoom != 1.0:
-        out = [F.interpolate(p, size=size, mode="bilinear") for p in out]
+        out = [F.interpolate(p[..., : big[0], : big[1]], size=size, mode="bilinear") for p in out]
     return out
 
 

@@ -100,9 +100,9 @@ class _Edges(nn.Module):
         return torch.cat([grad, -grad], dim=1)
 
 
-def test_a_zoomed_pass_is_averaged_with_the_plain_one() -> None:
-    """zoom=2 averages the box's flip-averaged softmax with that of the box enlarged twice
-    and resized back; zoom=1 is the plain pass alone."""
+def test_a_zoomed_pass_runs_on_the_enlarged_box_and_comes_back_to_its_size() -> None:
+    """zoom=2 runs the flip-averaged softmax on the box enlarged twice (zero-padded to
+    the stride) and resizes it back; zoom=1 is the plain pass."""
     x, shapes = _photos()
     allowed = torch.ones(len(x), 2, dtype=torch.bool)
     net, cpu = _Edges(), torch.device("cpu")
@@ -118,10 +118,12 @@ def test_a_zoomed_pass_is_averaged_with_the_plain_one() -> None:
 
     plain, zoomed = probs(1.0), probs(2.0)
     assert not torch.allclose(plain, zoomed, atol=1e-3)
-    h, w = content_box(torch.tensor([shapes[0]]))
+    h, w = content_box(torch.tensor([shapes[0]]))  # 64 x 96 -> 128 x 192 (whole)
     crop = x[:1, :, :h, :w]
-    big = nn.functional.interpolate(crop, size=(2 * h, 2 * w), mode="bilinear")
-    back = nn.functional.interpolate(flip_softmax(big), size=(h, w), mode="bilinear")
-    expected = (flip_softmax(crop) + back) / 2
+    big = nn.functional.interpolate(crop, size=(128, 192), mode="bilinear")
+    expected = nn.functional.interpolate(flip_softmax(big), size=(h, w), mode="bilinear")
     assert torch.allclose(zoomed[0, :, :h, :w], expected[0], atol=1e-5)
     assert torch.allclose(plain[0, :, :h, :w], flip_softmax(crop)[0], atol=1e-6)
+    # a box that is not whole at the zoomed size is padded to the stride and cut back
+    odd = probs(1.3)
+    assert odd.shape == plain.shape and torch.isfinite(odd).all()
