@@ -213,11 +213,12 @@ class PipelineContext:
         order, size = masked + targets, self.cfg.image_size
         none = torch.full((len(masked), size, size), 255, dtype=torch.uint8)
         candidates = torch.zeros(len(order), self.num_classes + 1, dtype=torch.bool)
-        if self.cfg.partial_masks == "candidates":
-            open_classes = self.partial.candidates(self.num_classes)
+        if self.cfg.partial_masks == "candidates" and self.partial:
+            rows = self.partial.candidates(self.num_classes)
+            by_image = dict(zip(self.partial.indices, rows, strict=True))
             for row, i in enumerate(masked):
-                if i in open_classes:
-                    candidates[row] = open_classes[i]
+                if i in by_image:
+                    candidates[row] = by_image[i]
         return {
             "image": self.images[order],
             "mask": masks[order],

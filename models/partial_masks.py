@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from models.data import IGNORE
+from models.transforms import multi_hot
 
 
 def unpainted_tags(mask: np.ndarray, tags: frozenset[int]) -> frozenset[int]:
@@ -42,15 +43,11 @@ class PartialMasks:
     def __len__(self) -> int:
         return len(self.indices)
 
-    def candidates(self, num_classes: int) -> dict[int, Tensor]:
-        """Per image index, the (K+1,) bool classes its unpainted pixels may hold."""
-        out: dict[int, Tensor] = {}
-        for i, tags, background in zip(self.indices, self.tags, self.background, strict=True):
-            row = torch.zeros(num_classes + 1, dtype=torch.bool)
-            row[sorted(tags)] = True
-            row[0] = background
-            out[i] = row
-        return out
+    def candidates(self, num_classes: int) -> Tensor:
+        """(len, K+1) bool, per partial mask in ``indices`` order, the classes its
+        unpainted pixels may hold (column 0: background)."""
+        background = torch.tensor(self.background, dtype=torch.float32)[:, None]
+        return torch.cat([background, multi_hot(self.tags, num_classes)], dim=1) > 0
 
 
 def partial_images(
