@@ -48,6 +48,13 @@ class PipelineConfig:
     batch_size: int = _knob(8, 1, 512)
     seed: int = _knob(0, 0, 2**31 - 1)
     device: str = _knob("auto", choices=("auto", "cpu", "cuda"))
+    precision: str = _knob(
+        "auto",
+        choices=("auto", "fp32", "bf16"),
+        doc="network arithmetic: auto = float16 autocast on CUDA, float32 on CPU; bf16 = "
+        "bfloat16 autocast on either (CPUs with AVX-512 BF16 or AMX run it faster); fp32 = "
+        "no autocast. Weights, optimiser state and losses stay float32",
+    )
     holdout_fraction: float = _knob(0.2, 0.0, 0.9, doc="share of human-masked images held out")
     min_masks_per_class: int = _knob(3, 1, 10_000, doc="masks a category needs to be strong")
     # networks and optimisation

@@ -63,13 +63,15 @@ def iter_ensemble(
     device: torch.device,
     shapes: Sequence[tuple[int, int]] | None = None,
     zoom: float = 1.0,
+    precision: str = "auto",
 ) -> Iterator[EnsembleBatch]:
     """Flip-averaged, tag-constrained mean softmax of the segmenters, batch by batch.
 
     With ``shapes`` (each image's resized (h, w) on the canvas) the networks see each image
     cropped to its box, as models.loader.Batches trains them (tight batches); outputs
     outside the box are 0 (probs, real) and True (agree). ``zoom`` other than 1 runs the
-    segmenters on the box enlarged by that factor (PipelineConfig.inference_zoom).
+    segmenters on the box enlarged by that factor (PipelineConfig.inference_zoom);
+    ``precision`` is PipelineConfig.precision.
     """
     for module in [*segmenters, *([disc] if disc is not None else [])]:
         module.eval()
@@ -85,7 +87,7 @@ def iter_ensemble(
         rows = _rows_by_box(shapes[start : start + n], size) if shapes else {size: list(range(n))}
         for (h, w), index in rows.items():
             xb = x[index, :, :h, :w]
-            with autocast(device):
+            with autocast(device, precision):
                 each = _flip_averaged(segmenters, xb, ok[index], share, zoom)
                 mean = torch.stack(each).mean(0)
                 if real is not None:
@@ -140,6 +142,7 @@ def label_images(
     batch_size: int,
     device: torch.device,
     zoom: float = 1.0,
+    precision: str = "auto",
     on_progress: Callable[[float], None] | None = None,
 ) -> list[Prediction]:
     """Final masks, confidences, region scores and budget signals at original size."""
@@ -153,6 +156,7 @@ def label_images(
         device=device,
         shapes=shapes,
         zoom=zoom,
+        precision=precision,
     ):
         assert batch.real is not None
         for j in range(len(batch.probs)):
@@ -236,6 +240,7 @@ class Predictor:
             batch_size=self.cfg.batch_size,
             device=self.device,
             zoom=self.cfg.inference_zoom,
+            precision=self.cfg.precision,
         )
 
 

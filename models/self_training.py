@@ -104,6 +104,7 @@ def predict_targets(ctx: PipelineContext, nets: SegmenterNets) -> TargetPredicti
         device=ctx.device,
         shapes=[ctx.shapes[i] for i in ctx.targets],
         zoom=ctx.cfg.inference_zoom,
+        precision=ctx.cfg.precision,
     ):
         confidence, labels = batch.probs.max(1)
         assert batch.real is not None

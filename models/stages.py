@@ -274,6 +274,7 @@ def predict_stage(
         batch_size=ctx.cfg.batch_size,
         device=ctx.device,
         zoom=ctx.cfg.inference_zoom,
+        precision=ctx.cfg.precision,
         on_progress=lambda f: progress(0.9 * f, {}),
     )
     budget = rank_for_annotation(

@@ -36,13 +36,25 @@ from models.pnet import PNet, run_segmenters, same_frozen_prefix
 from models.pseudo import allowed_classes, confident_labels, constrain
 
 
-def autocast(device: torch.device) -> torch.autocast:
-    """float16 autocast on CUDA, a no-op elsewhere."""
-    return torch.autocast(device.type, dtype=torch.float16, enabled=device.type == "cuda")
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype of ``precision`` (PipelineConfig.precision) on ``device``; None:
+    float32 throughout."""
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "auto" and device.type == "cuda":
+        return torch.float16
+    return None
+
+
+def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
+    """Autocast to ``autocast_dtype`` (float16 on CUDA, nothing on CPU by default)."""
+    dtype = autocast_dtype(device, precision)
+    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 class AmpOptimizer:
-    """AdamW plus a GradScaler (active on CUDA only): zero, backward, step, update."""
+    """AdamW plus a GradScaler (active under float16 autocast only: bfloat16 has float32's
+    exponent range and needs no loss scaling): zero, backward, step, update."""
 
     def __init__(
         self,
@@ -51,12 +63,14 @@ class AmpOptimizer:
         lr: float,
         weight_decay: float,
         device: torch.device,
+        precision: str = "auto",
         betas: tuple[float, float] = (0.9, 0.999),
     ) -> None:
         self.optimizer = torch.optim.AdamW(
             list(params), lr=lr, weight_decay=weight_decay, betas=betas
         )
-        self.scaler = torch.amp.GradScaler(device.type, enabled=device.type == "cuda")
+        scaled = autocast_dtype(device, precision) == torch.float16
+        self.scaler = torch.amp.GradScaler(device.type, enabled=scaled)
         self.base_lrs = [group["lr"] for group in self.optimizer.param_groups]
 
     def scale_lr(self, factor: float) -> None:
@@ -104,7 +118,11 @@ class LNetStep:
     def __init__(self, lnet: LNet, cfg: PipelineConfig, device: torch.device) -> None:
         self.lnet, self.cfg, self.device = lnet, cfg, device
         self.optim = AmpOptimizer(
-            param_groups([lnet], cfg), lr=cfg.lr, weight_decay=cfg.weight_decay, device=device
+            param_groups([lnet], cfg),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            device=device,
+            precision=cfg.precision,
         )
 
     def train(self) -> None:
@@ -115,7 +133,7 @@ class LNetStep:
 
     def __call__(self, batch: dict[str, Tensor]) -> dict[str, float]:
         images, mask = batch["image"], batch["mask"].long()
-        with autocast(self.device):
+        with autocast(self.device, self.cfg.precision):
             features = self.lnet.features(images)
             cams = self.lnet.cams(features)
             loss_cls = tag_loss(pool_cams(cams, self.cfg), batch["tags"])
@@ -190,12 +208,14 @@ class PNetAdversarialStep:
             lr=cfg.lr,
             weight_decay=cfg.weight_decay,
             device=device,
+            precision=cfg.precision,
         )
         self.optim_d = AmpOptimizer(
             discriminator.parameters(),
             lr=cfg.lr_disc,
             weight_decay=0.0,
             device=device,
+            precision=cfg.precision,
             betas=(0.5, 0.999),
         )
 
@@ -219,7 +239,7 @@ class PNetAdversarialStep:
         unmasked = ~has_mask
         allowed = allowed_classes(tags, self.has_background)
         unpainted = _unpainted(batch)
-        with autocast(self.device):
+        with autocast(self.device, self.cfg.precision):
             logits = self._segment(x)
         probs = [torch.softmax(lg.float(), dim=1) for lg in logits]
 
@@ -230,7 +250,7 @@ class PNetAdversarialStep:
 
         terms: dict[str, Tensor] = {}
         cfg = self.cfg
-        with autocast(self.device):
+        with autocast(self.device, self.cfg.precision):
             total = x.new_zeros((), dtype=torch.float32)
             for j, (lg, p) in enumerate(zip(logits, probs, strict=True)):
                 parts = {
@@ -276,7 +296,7 @@ class PNetAdversarialStep:
         self, x: Tensor, mask: Tensor, has_mask: Tensor, probs: list[Tensor], valid: Tensor
     ) -> Tensor:
         """One Dsc update: human one-hot masks are real, every segmenter's softmax fake."""
-        with autocast(self.device):
+        with autocast(self.device, self.cfg.precision):
             real = (
                 F.one_hot(mask[has_mask].clamp(max=probs[0].shape[1] - 1), probs[0].shape[1])
                 .permute(0, 3, 1, 2)

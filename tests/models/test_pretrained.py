@@ -116,9 +116,11 @@ def _scores(preds: list[np.ndarray], gts: list[np.ndarray]) -> float:
     return mean_iou(class_iou(accumulate(preds, gts, 4)))
 
 
-def test_pretrained_backbone_learns_from_few_masks() -> None:
+@pytest.mark.parametrize("precision", ["auto", "bf16"])
+def test_pretrained_backbone_learns_from_few_masks(precision: str) -> None:
     """Twelve masked images, the pretrained trunk at its defaults: fresh test images
-    segment far above chance (tags given, as the service predicts)."""
+    segment far above chance (tags given, as the service predicts), in float32 and under
+    bfloat16 autocast alike."""
     images, masks, tags = make_shapes_dataset(24, 64, seed=11, num_classes=3, vary_size=True)
     masks = [m if i < 12 else None for i, m in enumerate(masks)]
     cfg = PipelineConfig(
@@ -132,6 +134,7 @@ def test_pretrained_backbone_learns_from_few_masks() -> None:
         holdout_fraction=0.0,
         min_masks_per_class=2,
         device="cpu",
+        precision=precision,
     )
     result = run_pipeline(LabelingData(images, tags, masks, 3), cfg)
     test_images, test_masks, test_tags = make_shapes_dataset(

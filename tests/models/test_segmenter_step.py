@@ -3,11 +3,14 @@ when it is identical, and the discriminator sits out batches without tag-only im
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
 import torch
 
 from models.config import PipelineConfig
 from models.networks import build_discriminator, build_segmenter
-from models.steps import PNetAdversarialStep, same_frozen_prefix
+from models.steps import PNetAdversarialStep, autocast, autocast_dtype, same_frozen_prefix
 
 K = 3
 CFG = PipelineConfig(
@@ -72,3 +75,28 @@ def test_discriminator_sits_out_batches_of_human_masks_only() -> None:
     out = step(_batch(masked=2))  # P-Net's: human masks and pseudo-labelled images
     assert "loss_d" in out and "loss_adv" in out
     assert any(not torch.equal(a, b) for a, b in zip(before, step.disc.parameters(), strict=True))
+
+
+def test_bfloat16_autocast_keeps_weights_and_losses_float32() -> None:
+    """precision=bf16: the networks compute in bfloat16, the optimiser updates float32
+    weights without a GradScaler, and the losses stay finite float32 numbers."""
+    assert autocast_dtype(CPU, "auto") is None
+    assert autocast_dtype(CPU, "bf16") is torch.bfloat16
+    assert autocast_dtype(torch.device("cuda"), "auto") is torch.float16
+    assert autocast_dtype(torch.device("cuda"), "fp32") is None
+    cfg = dataclasses.replace(CFG, precision="bf16")
+    torch.manual_seed(0)
+    segmenters = {"s_a": build_segmenter(K, cfg, CPU), "s_b": build_segmenter(K, cfg, CPU)}
+    step = PNetAdversarialStep(
+        segmenters, build_discriminator(K, cfg, CPU), cfg, CPU, has_background=True
+    )
+    assert not step.optim_s.scaler.is_enabled()
+    step.train()
+    with autocast(CPU, cfg.precision):
+        assert all(logits.dtype == torch.bfloat16 for logits in step._segment(_batch(2)["image"]))
+    before = [p.detach().clone() for p in step.segmenters["s_a"].parameters() if p.requires_grad]
+    out = step(_batch(masked=2))
+    assert all(np.isfinite(v) for v in out.values()), out
+    after = [p for p in step.segmenters["s_a"].parameters() if p.requires_grad]
+    assert all(p.dtype == torch.float32 for p in after)
+    assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
