@@ -59,11 +59,15 @@ def matmul_gflops(device: torch.device, n: int = 2048, seconds: float = 2.0) -> 
     return 2 * n**3 * reps / (time.perf_counter() - t0) / 1e9
 
 
-def flops_per_image(segmenters, disc, size: int, device: torch.device) -> float:
+def flops_per_image(segmenters, disc, size: int, device: torch.device, precision: str) -> float:
     x = torch.randn(1, 3, size, size, device=device)
     allowed = torch.ones(1, NUM_CLASSES + 1, dtype=torch.bool, device=device)
     with FlopCounterMode(display=False) as counter:
-        next(iter_ensemble(segmenters, disc, x, allowed, batch_size=1, device=device))
+        next(
+            iter_ensemble(
+                segmenters, disc, x, allowed, batch_size=1, device=device, precision=precision
+            )
+        )
     return float(counter.get_total_flops())
 
 
@@ -106,7 +110,14 @@ def run_case(
     preds = []
     t0 = time.perf_counter()
     for out in iter_ensemble(
-        segmenters, disc, tensors, allowed, batch_size=batch, device=device, shapes=shapes
+        segmenters,
+        disc,
+        tensors,
+        allowed,
+        batch_size=batch,
+        device=device,
+        shapes=shapes,
+        precision=cfg.precision,
     ):
         if device.type == "cuda":
             torch.cuda.synchronize()
@@ -204,6 +215,9 @@ def main() -> int:
     ap.add_argument("--width", type=int, default=PipelineConfig().width, help="scratch backbone")
     ap.add_argument("--backbone", default=PipelineConfig().backbone, help="the service's default")
     ap.add_argument("--device", default="auto")
+    ap.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16"], help="PipelineConfig's"
+    )
     ap.add_argument("--channels-last", action="store_true", help="CUDA: channels_last tensors")
     ap.add_argument("--no-db", action="store_true", help="skip the database write timings")
     ap.add_argument("--json", default=None)
@@ -216,13 +230,17 @@ def main() -> int:
     rows, results = [], []
     for size in args.sizes:
         cfg = PipelineConfig(
-            image_size=size, width=args.width, backbone=args.backbone, device=args.device
+            image_size=size,
+            width=args.width,
+            backbone=args.backbone,
+            device=args.device,
+            precision=args.precision,
         )
         segs = [build_segmenter(NUM_CLASSES, cfg, device) for _ in range(2)]
         disc = build_discriminator(NUM_CLASSES, cfg, device)
         if args.channels_last and device.type == "cuda":
             segs = [s.to(memory_format=torch.channels_last) for s in segs]
-        flops = flops_per_image(segs, disc, size, device)
+        flops = flops_per_image(segs, disc, size, device, args.precision)
         jpegs = synthetic_jpegs(args.images, size, size * 3 // 4)
         rng = np.random.default_rng(size)
         tags = [
@@ -275,7 +293,8 @@ def main() -> int:
                 }
             )
     print(
-        f"\ndevice {device}, matmul {peak:.1f} GFLOP/s, backbone {args.backbone}, "
+        f"\ndevice {device}, matmul {peak:.1f} GFLOP/s (float32 on CPU), backbone "
+        f"{args.backbone}, precision {args.precision}, "
         f"width {args.width}, {NUM_CLASSES} classes, "
         f"{args.images} images per case (S_a+S_b with flips + Dsc)\n"
     )
