@@ -119,12 +119,13 @@ def test_lnet_transfers_to_weak_categories_better_than_cams(tags_only_cams: Outc
 def test_mask_taught_cams_localise_the_weak_categories_better(
     outcome: Outcome, tags_only_cams: Outcome
 ) -> None:
-    """CAMs that also learn from the strong categories' masks learn where the unpainted
-    categories are not, which sharpens those too (measured: weak 0.48 → 0.52, strong 0.52 →
-    0.69; L-Net's weak 0.51 → 0.48, so with mask-taught CAMs the CAM labels are the better
-    weak labels here, as on MSRC, and the service's default weak_labels is "cam")."""
-    assert outcome.cam.weak >= tags_only_cams.cam.weak + 0.02
+    """CAMs that also learn from the strong categories' masks localise those far better and
+    cost the unpainted categories nothing. Measured on two CPU kinds from the same seeds:
+    strong 0.52 → 0.69 and 0.49 → 0.70; weak 0.48 → 0.52 on one, 0.452 → 0.454 on the other,
+    so the gain on the weak categories is within the floating-point spread between machines
+    and only "no worse" is claimed for them."""
     assert outcome.cam.strong >= tags_only_cams.cam.strong + 0.1
+    assert outcome.cam.weak >= tags_only_cams.cam.weak - 0.03
 
 
 def test_pnet_and_a_round_are_not_worse_than_lnet(outcome: Outcome) -> None:
