@@ -89,6 +89,13 @@ class PipelineConfig:
         "cosine for a pretrained backbone, constant for scratch (measured: a short cosine "
         "stage leaves a from-scratch net undertrained)",
     )
+    continue_lr: float = _knob(
+        1.0,
+        0.0,
+        1.0,
+        doc="segmenters that continue trained nets (P-Net after the supervised stage, the "
+        "rounds): their learning rates as a share of lr and lr_disc (1: a fresh stage's)",
+    )
     lr_disc: float = _knob(2e-4, 1e-7, 1.0, doc="AdamW learning rate of the discriminator")
     disc_width: int = _knob(
         16,

@@ -8,6 +8,7 @@ held-out mIoU (over classes in the held-out masks) fell against the previous sta
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -152,13 +153,22 @@ def train_segmenters(
     cross_thresholds: Tensor | None,
     on_progress: ProgressFn | None,
     should_stop: StopFn | None,
+    continued: bool = False,
 ) -> FitResult:
     """fit() S_a, S_b and Dsc on ``tensors`` (PipelineContext.segmenter_tensors or
-    supervised_tensors): human masks + weighted pseudo-masks."""
+    supervised_tensors): human masks + weighted pseudo-masks. ``continued`` nets (already
+    trained by an earlier stage) train at ``continue_lr`` of the configured rates, so that
+    noisy pseudo labels fine-tune them instead of re-warming them from the top."""
+    cfg = ctx.cfg
+    if continued and cfg.continue_lr != 1.0:
+        scale = cfg.continue_lr
+        cfg = dataclasses.replace(
+            cfg, lr=max(cfg.lr * scale, 1e-6), lr_disc=max(cfg.lr_disc * scale, 1e-7)
+        )
     step = PNetAdversarialStep(
         {"s_a": nets.s_a, "s_b": nets.s_b},
         nets.disc,
-        ctx.cfg,
+        cfg,
         ctx.device,
         has_background=ctx.has_background,
         cross_thresholds=cross_thresholds,
@@ -204,6 +214,7 @@ def run_round(
         cross_thresholds=taus,
         on_progress=lambda f, m: on_progress(0.05 + 0.85 * f, m),
         should_stop=should_stop,
+        continued=True,
     )
     labels = predict_targets(ctx, nets).labels
     report = ctx.evaluate(labels)

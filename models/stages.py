@@ -151,6 +151,7 @@ def _train_stage(
     seed: int,
     progress: StageProgress,
     should_stop: Callable[[], bool],
+    continued: bool = False,
 ) -> dict[str, Any]:
     """Train ``nets`` on ``tensors``, label the targets, score them on the held-out masks."""
     started = time.perf_counter()
@@ -163,6 +164,7 @@ def _train_stage(
         cross_thresholds=None,
         on_progress=lambda f, m: progress(0.9 * f, m),
         should_stop=should_stop,
+        continued=continued,
     )
     pred = predict_targets(ctx, nets)
     state: dict[str, Any] = {**nets.state(), "labels": pred.labels}
@@ -230,6 +232,7 @@ def pnet_stage(
         seed=cfg.seed + 4,
         progress=progress,
         should_stop=should_stop,
+        continued=supervised is not None,
     )
 
 

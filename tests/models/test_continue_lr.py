@@ -1,0 +1,46 @@
+"""continue_lr: stages that continue trained segmenters (P-Net after the supervised stage,
+the rounds) step at a share of the configured rates; fresh stages are untouched."""
+
+from __future__ import annotations
+
+import torch
+
+from models import LabelingData, PipelineConfig
+from models.context import PipelineContext
+from models.self_training import SegmenterNets, train_segmenters
+from tests.synthetic import make_shapes_dataset, split_strong_weak
+
+CFG = PipelineConfig(
+    backbone="scratch", image_size=32, width=8, batch_size=8, slic_segments=16, device="cpu"
+)
+
+
+def _distance_moved(continue_lr: float, continued: bool) -> float:
+    """L2 distance S_a's weights travel in one epoch from the same seeded start."""
+    images, gts, tags = make_shapes_dataset(24, 32, seed=4)
+    data = LabelingData(images, tags, split_strong_weak(gts, tags, [1, 2, 3, 4], mask_fraction=1.0), 4)
+    cfg = PipelineConfig(**{**CFG.to_dict(), "continue_lr": continue_lr})
+    ctx = PipelineContext.build(data, cfg, torch.device("cpu"), holdout=[])
+    nets = SegmenterNets.build(ctx, seed=0)
+    before = {k: v.detach().clone() for k, v in nets.s_a.named_parameters()}
+    train_segmenters(
+        ctx,
+        nets,
+        ctx.supervised_tensors(),
+        epochs=1,
+        seed=1,
+        cross_thresholds=None,
+        on_progress=None,
+        should_stop=None,
+        continued=continued,
+    )
+    after = dict(nets.s_a.named_parameters())
+    return float(sum((after[k].detach() - v).pow(2).sum() for k, v in before.items()) ** 0.5)
+
+
+def test_continued_stages_step_at_the_share_and_fresh_ones_at_the_full_rate() -> None:
+    full = _distance_moved(1.0, continued=True)
+    tenth = _distance_moved(0.1, continued=True)
+    fresh = _distance_moved(0.1, continued=False)
+    assert tenth < 0.3 * full  # AdamW steps scale with the rate
+    assert fresh == full  # same seeds, same rates: continue_lr does not reach fresh stages
