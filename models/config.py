@@ -43,6 +43,13 @@ class PipelineConfig:
         doc="epochs of S_a, S_b, Dsc on the human masks alone before P-Net (0: skip)",
     )
     epochs_pnet: int = _knob(15, 1, 1000, doc="P-Net (S_a, S_b, Dsc) epochs")
+    min_steps: int = _knob(
+        0,
+        0,
+        100_000,
+        doc="segmenter stages run at least this many batches, adding epochs when a stage has "
+        "few images (a few dozen human masks hold three batches an epoch); 0: epochs as set",
+    )
     epochs_round: int = _knob(5, 1, 1000, doc="epochs per self-training round")
     rounds: int = _knob(2, 0, 20, doc="self-training rounds")
     batch_size: int = _knob(8, 1, 512)

@@ -9,6 +9,7 @@ held-out mIoU (over classes in the held-out masks) fell against the previous sta
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,6 +175,7 @@ def train_segmenters(
         cross_thresholds=cross_thresholds,
     )
     loader = Batches(tensors, ctx.cfg.batch_size, seed=seed, zoom_min=ctx.cfg.zoom_min)
+    epochs = max(epochs, math.ceil(ctx.cfg.min_steps / max(len(loader), 1)))
     return fit(
         step,
         loader,
