@@ -11,6 +11,7 @@ import torch
 from models import LabelingData, PipelineConfig
 from models.context import PipelineContext
 from models.self_training import SegmenterNets, train_segmenters
+from models.train import FitResult
 from tests.synthetic import make_shapes_dataset, split_strong_weak
 
 CFG = PipelineConfig(
@@ -28,12 +29,9 @@ def _context(**knobs: float) -> PipelineContext:
     )
 
 
-def _distance_moved(continue_lr: float, continued: bool) -> float:
-    """L2 distance S_a's weights travel in one epoch from the same seeded start."""
-    ctx = _context(continue_lr=continue_lr)
-    nets = SegmenterNets.build(ctx, seed=0)
-    before = {k: v.detach().clone() for k, v in nets.s_a.named_parameters()}
-    train_segmenters(
+def _one_epoch(ctx: PipelineContext, nets: SegmenterNets, continued: bool = False) -> FitResult:
+    """One seeded epoch of ``nets`` on the context's human masks."""
+    return train_segmenters(
         ctx,
         nets,
         ctx.supervised_tensors(),
@@ -44,6 +42,14 @@ def _distance_moved(continue_lr: float, continued: bool) -> float:
         should_stop=None,
         continued=continued,
     )
+
+
+def _distance_moved(continue_lr: float, continued: bool) -> float:
+    """L2 distance S_a's weights travel in one epoch from the same seeded start."""
+    ctx = _context(continue_lr=continue_lr)
+    nets = SegmenterNets.build(ctx, seed=0)
+    before = {k: v.detach().clone() for k, v in nets.s_a.named_parameters()}
+    _one_epoch(ctx, nets, continued)
     after = dict(nets.s_a.named_parameters())
     return float(sum((after[k].detach() - v).pow(2).sum() for k, v in before.items()) ** 0.5)
 
@@ -61,14 +67,4 @@ def test_min_steps_adds_whole_epochs_to_stages_with_few_batches(
     min_steps: int, batches: int
 ) -> None:
     ctx = _context(min_steps=min_steps)
-    fitted = train_segmenters(
-        ctx,
-        SegmenterNets.build(ctx, seed=0),
-        ctx.supervised_tensors(),
-        epochs=1,
-        seed=1,
-        cross_thresholds=None,
-        on_progress=None,
-        should_stop=None,
-    )
-    assert fitted.iterations == batches
+    assert _one_epoch(ctx, SegmenterNets.build(ctx, seed=0)).iterations == batches
