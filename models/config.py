@@ -172,6 +172,13 @@ class PipelineConfig:
         1.0,
         doc="segmenter training: random zoom-in crops down to this share of the side (1: off)",
     )
+    cutmix: float = _knob(
+        0.0,
+        0.0,
+        1.0,
+        doc="segmenter training: share of the pseudo-labelled images in a batch that get a "
+        "box (25-50 % of the frame) pasted from another, with its pseudo labels (0: off)",
+    )
     inference_zoom: float = _knob(
         1.0,
         0.5,

@@ -25,12 +25,13 @@ from models.discriminator import Discriminator
 from models.inference import iter_ensemble
 from models.loader import Batches
 from models.losses import IGNORE
+from models.mixing import CutMixBatches
 from models.networks import build_discriminator, build_segmenter, cpu_state
 from models.pnet import PNet
 from models.pseudo import allowed_classes, apply_thresholds, class_thresholds
 from models.regions import filter_regions, region_scores
 from models.steps import PNetAdversarialStep
-from models.train import FitResult, ProgressFn, StopFn, fit
+from models.train import FitResult, ProgressFn, SizedBatches, StopFn, fit
 
 
 @dataclass
@@ -174,7 +175,11 @@ def train_segmenters(
         has_background=ctx.has_background,
         cross_thresholds=cross_thresholds,
     )
-    loader = Batches(tensors, ctx.cfg.batch_size, seed=seed, zoom_min=ctx.cfg.zoom_min)
+    loader: SizedBatches = Batches(
+        tensors, ctx.cfg.batch_size, seed=seed, zoom_min=ctx.cfg.zoom_min
+    )
+    if ctx.cfg.cutmix > 0:
+        loader = CutMixBatches(loader, ctx.cfg.cutmix, seed=seed + 1)
     epochs = max(epochs, math.ceil(ctx.cfg.min_steps / max(len(loader), 1)))
     return fit(
         step,
