@@ -180,11 +180,24 @@ def _unpainted(batch: dict[str, Tensor]) -> Tensor | None:
     return rows[:, None, None] & (batch["mask"] == IGNORE) & batch["valid"]
 
 
+def _rows_without_full_masks(has_mask: Tensor, unpainted: Tensor | None) -> Tensor | None:
+    """Rows the tag loss teaches: tag-only images and partial masks with unpainted
+    candidates; None when the batch has none. A complete human mask already says where
+    each tag is, and pulling its top-k pooled probabilities to the tags only spreads small
+    objects (MSRC semi, supervised stage on 47 masks: 0.692 val mIoU with the tag loss on
+    them, 0.733 without)."""
+    rows = ~has_mask
+    if unpainted is not None:
+        rows = rows | unpainted.flatten(1).any(1)
+    return rows if bool(rows.any()) else None
+
+
 class PNetAdversarialStep:
     """Segmenters S (one for P-Net, S_a and S_b in rounds) and Dsc: Dsc update, then S update.
 
     S loss = CE(human) + λ_pl·CE(pseudo, weighted) + λ_adv·BCE(Dsc(S(x)), real) on images
-    without masks + λ_tag·tag loss + λ_cross·CE(other segmenter's confident argmax) when
+    without masks + λ_tag·tag loss on the rows without a complete human mask
+    (:func:`_rows_without_full_masks`) + λ_cross·CE(other segmenter's confident argmax) when
     ``cross_thresholds`` (per-class τ, (K+1,)) is given and there are two segmenters.
     """
 
@@ -247,6 +260,7 @@ class PNetAdversarialStep:
         # supervised stage's, all human masks) skips it: half the step's cost at width 48.
         adversarial = bool(unmasked.any())
         loss_d = self._discriminator_step(x, mask, has_mask, probs, valid) if adversarial else None
+        untold = _rows_without_full_masks(has_mask, unpainted)
 
         terms: dict[str, Tensor] = {}
         cfg = self.cfg
@@ -258,8 +272,11 @@ class PNetAdversarialStep:
                     "loss_pseudo": masked_cross_entropy(
                         lg[unmasked], pseudo[unmasked], batch["weight"][unmasked]
                     ),
-                    "loss_tag": segmentation_tag_loss(lg, tags, cfg.pool_fraction),
                 }
+                if untold is not None:
+                    parts["loss_tag"] = segmentation_tag_loss(
+                        lg[untold], tags[untold], cfg.pool_fraction
+                    )
                 if unpainted is not None:
                     parts["loss_candidates"] = candidate_set_loss(
                         lg, batch["candidates"], unpainted
@@ -273,7 +290,7 @@ class PNetAdversarialStep:
                     + parts.get("loss_candidates", 0.0)
                     + cfg.lambda_pl * parts["loss_pseudo"]
                     + cfg.lambda_adv * parts.get("loss_adv", 0.0)
-                    + cfg.lambda_tag * parts["loss_tag"]
+                    + cfg.lambda_tag * parts.get("loss_tag", 0.0)
                 )
                 if self.cross_thresholds is not None and len(logits) == 2:
                     other = torch.softmax(constrain(logits[1 - j].detach().float(), allowed), 1)

@@ -1,5 +1,6 @@
 """The segmenters' training step: S_a and S_b share one run of their fixed trunk prefix
-when it is identical, and the discriminator sits out batches without tag-only images."""
+when it is identical, the discriminator sits out batches without tag-only images, and the
+tag loss teaches only rows without a complete human mask."""
 
 from __future__ import annotations
 
@@ -19,11 +20,11 @@ CFG = PipelineConfig(
 CPU = torch.device("cpu")
 
 
-def _step(seed: int = 0) -> PNetAdversarialStep:
+def _step(seed: int = 0, cfg: PipelineConfig = CFG) -> PNetAdversarialStep:
     torch.manual_seed(seed)
-    segmenters = {"s_a": build_segmenter(K, CFG, CPU), "s_b": build_segmenter(K, CFG, CPU)}
-    disc = build_discriminator(K, CFG, CPU)
-    return PNetAdversarialStep(segmenters, disc, CFG, CPU, has_background=True)
+    segmenters = {"s_a": build_segmenter(K, cfg, CPU), "s_b": build_segmenter(K, cfg, CPU)}
+    disc = build_discriminator(K, cfg, CPU)
+    return PNetAdversarialStep(segmenters, disc, cfg, CPU, has_background=True)
 
 
 def _batch(masked: int, n: int = 4) -> dict[str, torch.Tensor]:
@@ -100,3 +101,40 @@ def test_bfloat16_autocast_keeps_weights_and_losses_float32() -> None:
     after = [p for p in step.segmenters["s_a"].parameters() if p.requires_grad]
     assert all(p.dtype == torch.float32 for p in after)
     assert any(not torch.equal(a, b) for a, b in zip(before, after, strict=True))
+
+
+def _weights_after_one_step(
+    lambda_tag: float, batch: dict[str, torch.Tensor]
+) -> list[torch.Tensor]:
+    step = _step(cfg=dataclasses.replace(CFG, lambda_tag=lambda_tag))
+    step.train()
+    step(batch)
+    return [p.detach().clone() for p in step.segmenters["s_a"].parameters()]
+
+
+def test_tag_loss_leaves_complete_human_masks_alone() -> None:
+    """A human mask already places every tag: the tag loss (top-k pooled probabilities
+    pulled to the tags) would only spread small objects there."""
+    step = _step()
+    step.train()
+    assert "loss_tag" not in step(_batch(masked=4))
+    assert "loss_tag" in step(_batch(masked=2))
+    full = _batch(masked=4)
+    same = zip(_weights_after_one_step(0.0, full), _weights_after_one_step(5.0, full), strict=True)
+    assert all(torch.equal(a, b) for a, b in same)
+    mixed = _batch(masked=2)
+    moved = zip(
+        _weights_after_one_step(0.0, mixed), _weights_after_one_step(5.0, mixed), strict=True
+    )
+    assert any(not torch.equal(a, b) for a, b in moved)
+
+
+def test_tag_loss_teaches_partial_masks_with_candidates() -> None:
+    batch = _batch(masked=4)
+    batch["mask"][0, :10] = 255  # unpainted pixels that may hold class 1 or 2
+    batch["candidates"] = torch.zeros(4, K + 1, dtype=torch.bool)
+    batch["candidates"][0, [1, 2]] = True
+    step = _step()
+    step.train()
+    out = step(batch)
+    assert "loss_tag" in out and "loss_candidates" in out
