@@ -44,6 +44,7 @@ def cutmix_pseudo(
     partner = dict(zip(cycle.tolist(), torch.roll(cycle, 1).tolist(), strict=True))
     chosen = torch.rand(n, generator=generator) < prob
     height, width = batch["image"].shape[-2:]
+    classes = batch["tags"].shape[1]
     out = {name: t.clone() for name, t in batch.items()}
     for row, pick in zip(unmasked.tolist(), chosen.tolist(), strict=True):
         area = 0.25 + 0.25 * float(torch.rand(1, generator=generator))
@@ -60,7 +61,6 @@ def cutmix_pseudo(
             if t.ndim >= 3:
                 out[name][row][box] = t[src][box]
         pasted = batch["pseudo"][src][box]
-        classes = batch["tags"].shape[1]
         present = torch.bincount(pasted[pasted != IGNORE].long().flatten(), minlength=classes + 1)
         present = present[1 : classes + 1]
         gained = batch["tags"][src] * (present > 0)

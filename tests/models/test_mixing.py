@@ -30,7 +30,7 @@ def _batch(rows: int = 6, humans: int = 2) -> dict[str, torch.Tensor]:
     has_mask = torch.arange(rows) < humans
     tags = torch.zeros(rows, CLASSES)
     for row in range(rows):
-        tags[row, row % CLASSES] = 1.0  # class row + 1, column row
+        tags[row, row % CLASSES] = 1.0  # class row % 6 + 1 sits in column row % 6
     pseudo = k.to(torch.uint8)
     pseudo[has_mask] = 255
     mask = torch.full((rows, SIZE, SIZE), 255, dtype=torch.uint8)
