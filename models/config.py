@@ -179,6 +179,14 @@ class PipelineConfig:
         doc="segmenter training: share of the pseudo-labelled images in a batch that get a "
         "box (25-50 % of the frame) pasted from another, with its pseudo labels (0: off)",
     )
+    photometric: float = _knob(
+        0.0,
+        0.0,
+        1.0,
+        doc="segmenter training: share of the pseudo-labelled images in a batch given "
+        "colour jitter, and by chance greyscale and blur, as the student's strong view "
+        "(applied after cutmix; 0: off)",
+    )
     inference_zoom: float = _knob(
         1.0,
         0.5,

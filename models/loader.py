@@ -4,11 +4,13 @@ cropped to the content of their images."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from models.train import SizedBatches
 
 
 class Batches:
@@ -139,3 +141,33 @@ def crop_spatial(batch: dict[str, Tensor], box: tuple[int, int]) -> dict[str, Te
     """Every tensor of 3+ dimensions cut to its top-left ``box`` (the rest unchanged)."""
     h, w = box
     return {n: t[..., :h, :w].contiguous() if t.ndim >= 3 else t for n, t in batch.items()}
+
+
+Perturbation = Callable[[dict[str, Tensor], torch.Generator], dict[str, Tensor]]
+
+
+class PerturbedBatches:
+    """A loader whose batches pass through ``perturbations`` in order (e.g. CutMix, then
+    colour jitter); each has its own generator, seeded ``seed``, ``seed + 1``, ..., so
+    turning one on leaves the others' draws as they were."""
+
+    def __init__(
+        self,
+        loader: SizedBatches,
+        perturbations: list[Perturbation],
+        seed: int,
+    ) -> None:
+        self.loader = loader
+        self.perturbations = perturbations
+        self.generators = [
+            torch.Generator().manual_seed(seed + i) for i in range(len(perturbations))
+        ]
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        for batch in self.loader:
+            for perturb, generator in zip(self.perturbations, self.generators, strict=True):
+                batch = perturb(batch, generator)
+            yield batch

@@ -14,12 +14,9 @@ the one clean signal and stay whole.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 from torch import Tensor
 
-from models.train import SizedBatches
 from models.transforms import IGNORE
 
 
@@ -66,18 +63,3 @@ def cutmix_pseudo(
         gained = batch["tags"][src] * (present > 0)
         out["tags"][row] = torch.maximum(batch["tags"][row], gained)
     return out
-
-
-class CutMixBatches:
-    """A loader whose batches pass through :func:`cutmix_pseudo` (seeded, own generator)."""
-
-    def __init__(self, loader: SizedBatches, prob: float, seed: int) -> None:
-        self.loader, self.prob = loader, prob
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        for batch in self.loader:
-            yield cutmix_pseudo(batch, self.generator, self.prob)

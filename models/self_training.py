@@ -9,6 +9,7 @@ held-out mIoU (over classes in the held-out masks) fell against the previous sta
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
@@ -23,10 +24,11 @@ from models.backbone import fitted_state
 from models.context import PipelineContext
 from models.discriminator import Discriminator
 from models.inference import iter_ensemble
-from models.loader import Batches
+from models.loader import Batches, Perturbation, PerturbedBatches
 from models.losses import IGNORE
-from models.mixing import CutMixBatches
+from models.mixing import cutmix_pseudo
 from models.networks import build_discriminator, build_segmenter, cpu_state
+from models.photometric import jitter_pseudo
 from models.pnet import PNet
 from models.pseudo import allowed_classes, apply_thresholds, class_thresholds
 from models.regions import filter_regions, region_scores
@@ -178,8 +180,13 @@ def train_segmenters(
     loader: SizedBatches = Batches(
         tensors, ctx.cfg.batch_size, seed=seed, zoom_min=ctx.cfg.zoom_min
     )
+    perturbations: list[Perturbation] = []
     if ctx.cfg.cutmix > 0:
-        loader = CutMixBatches(loader, ctx.cfg.cutmix, seed=seed + 1)
+        perturbations.append(functools.partial(cutmix_pseudo, prob=ctx.cfg.cutmix))
+    if ctx.cfg.photometric > 0:
+        perturbations.append(functools.partial(jitter_pseudo, prob=ctx.cfg.photometric))
+    if perturbations:
+        loader = PerturbedBatches(loader, perturbations, seed=seed + 1)
     epochs = max(epochs, math.ceil(ctx.cfg.min_steps / max(len(loader), 1)))
     return fit(
         step,

@@ -4,21 +4,15 @@ trained on mixed rows still learn (scored on held-out images)."""
 
 from __future__ import annotations
 
-import numpy as np
+import functools
+
 import torch
 
-from models import LabelingData, PipelineConfig
-from models.context import PipelineContext
-from models.loader import Batches
-from models.mixing import CutMixBatches, cutmix_pseudo
-from models.self_training import SegmenterNets, predict_targets, train_segmenters
-from models.transforms import prepare_masks
-from tests.synthetic import make_shapes_dataset
+from models.loader import Batches, PerturbedBatches
+from models.mixing import cutmix_pseudo
+from tests.models.segmenter_probe import segmenter_miou_on_unseen
 
 SIZE, CLASSES = 24, 6
-CFG = PipelineConfig(
-    backbone="scratch", image_size=32, width=8, batch_size=8, slic_segments=16, device="cpu"
-)
 
 
 def _batch(rows: int = 6, humans: int = 2) -> dict[str, torch.Tensor]:
@@ -94,7 +88,11 @@ def test_the_wrapped_loader_is_seeded_and_keeps_its_length() -> None:
     tensors = _batch(rows=12, humans=4)
 
     def epoch(seed: int) -> list[torch.Tensor]:
-        loader = CutMixBatches(Batches(tensors, 6, seed=0, tight=False), 1.0, seed=seed)
+        loader = PerturbedBatches(
+            Batches(tensors, 6, seed=0, tight=False),
+            [functools.partial(cutmix_pseudo, prob=1.0)],
+            seed=seed,
+        )
         assert len(loader) == 2
         return [b["image"] for b in loader]
 
@@ -103,36 +101,8 @@ def test_the_wrapped_loader_is_seeded_and_keeps_its_length() -> None:
     assert not all(torch.equal(a, b) for a, b in zip(first, other, strict=True))
 
 
-def _segmenter_miou_on_unseen(cutmix: float) -> float:
-    """S_a/S_b trained on 10 human masks + 50 tag-only images labelled by a perfect
-    teacher (their ground truth as pseudo labels), mixed at ``cutmix``; held-out mIoU on
-    20 masked images they never trained on."""
-    images, gts, tags = make_shapes_dataset(80, 32, seed=6)
-    masks: list[np.ndarray | None] = [g if i < 30 else None for i, g in enumerate(gts)]
-    cfg = PipelineConfig(**{**CFG.to_dict(), "cutmix": cutmix})
-    ctx = PipelineContext.build(
-        LabelingData(images, tags, masks, 4), cfg, torch.device("cpu"), holdout=list(range(20))
-    )
-    pseudo = prepare_masks([gts[i] for i in ctx.targets], cfg.image_size)
-    weight = (pseudo != 255).float()
-    nets = SegmenterNets.build(ctx, seed=0)
-    train_segmenters(
-        ctx,
-        nets,
-        ctx.segmenter_tensors(pseudo, weight),
-        epochs=8,
-        seed=2,
-        cross_thresholds=None,
-        on_progress=None,
-        should_stop=None,
-    )
-    miou = ctx.evaluate(predict_targets(ctx, nets).labels)["miou"]
-    assert isinstance(miou, float)
-    return miou
-
-
 def test_segmenters_learn_from_mixed_pseudo_labels() -> None:
-    plain, mixed = _segmenter_miou_on_unseen(0.0), _segmenter_miou_on_unseen(1.0)
+    plain, mixed = segmenter_miou_on_unseen(), segmenter_miou_on_unseen(cutmix=1.0)
     print(f"\nheld-out mIoU: plain {plain:.3f}, every pseudo row mixed {mixed:.3f}")
     assert mixed >= 0.6
     assert mixed >= plain - 0.05
