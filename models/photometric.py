@@ -18,11 +18,14 @@ from torch import Tensor
 from models.transforms import MEAN, STD
 
 # Ranges as ST++/UniMatch draw them: jitter factors in [1 - J, 1 + J], greyscale and blur
-# with these probabilities, blur sigma uniform in BLUR_SIGMA (pixels).
+# with these probabilities, blur sigma uniform in BLUR_SIGMA pixels at a BLUR_SIDE-pixel
+# side and in proportion at others: a fixed 2-pixel blur wipes out a 32-pixel image (the
+# synthetic probe's segmenters fell 0.756 -> 0.678 held-out mIoU with it, 0.765 without).
 JITTER = 0.5
 GREY_PROB = 0.2
 BLUR_PROB = 0.5
 BLUR_SIGMA = (0.1, 2.0)
+BLUR_SIDE = 320
 _LUMA = torch.tensor([0.299, 0.587, 0.114])
 
 
@@ -57,7 +60,7 @@ def jitter_pseudo(
         if draws[4] < GREY_PROB:
             x = (_LUMA.to(x)[:, None, None] * x).sum(0, keepdim=True).expand(3, -1, -1)
         if draws[5] < BLUR_PROB:
-            lo, hi = BLUR_SIGMA
+            lo, hi = (s * max(x.shape[-2:]) / BLUR_SIDE for s in BLUR_SIGMA)
             x = gaussian_blur(x, lo + (hi - lo) * draws[6])
         x = (x.clamp(0, 255) - mean) / std
         if "valid" in batch:
