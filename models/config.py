@@ -103,6 +103,14 @@ class PipelineConfig:
         doc="segmenters that continue trained nets (P-Net after the supervised stage, the "
         "rounds): their learning rates as a share of lr and lr_disc (1: a fresh stage's)",
     )
+    student_blend: float = _knob(
+        1.0,
+        0.0,
+        1.0,
+        doc="segmenters that continue trained nets (P-Net after the supervised stage, the "
+        "rounds) end at this share of their trained weights plus the rest of the weights "
+        "they started from (1: the trained nets; 0.5: midway, WiSE-FT style)",
+    )
     lr_disc: float = _knob(2e-4, 1e-7, 1.0, doc="AdamW learning rate of the discriminator")
     disc_width: int = _knob(
         16,

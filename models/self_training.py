@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.averaging import blend_states
 from models.backbone import fitted_state
 from models.context import PipelineContext
 from models.discriminator import Discriminator
@@ -162,7 +163,8 @@ def train_segmenters(
     """fit() S_a, S_b and Dsc on ``tensors`` (PipelineContext.segmenter_tensors or
     supervised_tensors): human masks + weighted pseudo-masks. ``continued`` nets (already
     trained by an earlier stage) train at ``continue_lr`` of the configured rates, so that
-    noisy pseudo labels fine-tune them instead of re-warming them from the top."""
+    noisy pseudo labels fine-tune them instead of re-warming them from the top, and end
+    blended with their starting weights at ``student_blend`` (models.averaging)."""
     cfg = ctx.cfg
     if continued and cfg.continue_lr != 1.0:
         scale = cfg.continue_lr
@@ -188,7 +190,8 @@ def train_segmenters(
     if perturbations:
         loader = PerturbedBatches(loader, perturbations, seed=seed + 1)
     epochs = max(epochs, math.ceil(ctx.cfg.min_steps / max(len(loader), 1)))
-    return fit(
+    start = nets.state() if continued and ctx.cfg.student_blend < 1.0 else None
+    result = fit(
         step,
         loader,
         epochs=epochs,
@@ -198,6 +201,9 @@ def train_segmenters(
         seed=seed,
         lr_schedule=ctx.cfg.schedule,
     )
+    if start is not None:
+        nets.load(blend_states(start, nets.state(), ctx.cfg.student_blend))
+    return result
 
 
 def run_round(
