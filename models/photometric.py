@@ -51,22 +51,27 @@ def jitter_pseudo(
         if draws[0] >= prob:
             continue
         x = image[row] * std + mean
+        inside = (
+            batch["valid"][row] if "valid" in batch else torch.ones_like(x[0], dtype=torch.bool)
+        )
         brightness, contrast, saturation = (1 - JITTER + 2 * JITTER * d for d in draws[1:4])
         x = x * brightness
-        grey = (_LUMA.to(x)[:, None, None] * x).sum(0, keepdim=True)
-        x = (x - grey.mean()) * contrast + grey.mean()
-        grey = (_LUMA.to(x)[:, None, None] * x).sum(0, keepdim=True)
+        level = _grey(x)[0][inside].mean()  # the photo's mean grey, padding left out
+        x = (x - level) * contrast + level
+        grey = _grey(x)
         x = (x - grey) * saturation + grey
         if draws[4] < GREY_PROB:
-            x = (_LUMA.to(x)[:, None, None] * x).sum(0, keepdim=True).expand(3, -1, -1)
+            x = _grey(x).expand(3, -1, -1)
         if draws[5] < BLUR_PROB:
             lo, hi = (s * max(x.shape[-2:]) / BLUR_SIDE for s in BLUR_SIGMA)
             x = gaussian_blur(x, lo + (hi - lo) * draws[6])
-        x = (x.clamp(0, 255) - mean) / std
-        if "valid" in batch:
-            x = x * batch["valid"][row].to(x)
-        out["image"][row] = x
+        out["image"][row] = (x.clamp(0, 255) - mean) / std * inside
     return out
+
+
+def _grey(x: Tensor) -> Tensor:
+    """(3, H, W) RGB → (1, H, W) luma."""
+    return (_LUMA.to(x)[:, None, None] * x).sum(0, keepdim=True)
 
 
 def gaussian_blur(x: Tensor, sigma: float) -> Tensor:
