@@ -111,6 +111,14 @@ class PipelineConfig:
         "rounds) end at this share of their trained weights plus the rest of the weights "
         "they started from (1: the trained nets; 0.5: midway, WiSE-FT style)",
     )
+    pnet_start: str = _knob(
+        "continue",
+        choices=("continue", "fresh"),
+        doc="P-Net after a supervised stage: continue its nets (continue_lr, student_blend), "
+        "or train fresh ones from the same starting weights on human masks + the supervised "
+        "nets' pseudo labels at the full rate (a Noisy Student / ST++ student: one that "
+        "continues its teacher keeps its teacher's mistakes)",
+    )
     lr_disc: float = _knob(2e-4, 1e-7, 1.0, doc="AdamW learning rate of the discriminator")
     disc_width: int = _knob(
         16,

@@ -212,7 +212,10 @@ def pnet_stage(
         weight = (coarse != 255).float()
     else:
         coarse = _weak_labels(cfg, lnet["cam"], coarse)
-        nets = SegmenterNets.build(ctx, supervised)
+        if cfg.pnet_start == "fresh":  # the supervised stage's starting nets, same seeds
+            nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
+        else:
+            nets = SegmenterNets.build(ctx, supervised)
         if "pseudo" in supervised:  # pnet_labels=filtered
             sup, sup_weight = supervised["pseudo"], supervised["weight"]
             fused = fuse_labels(coarse, sup, ctx.learned_classes)
@@ -232,7 +235,7 @@ def pnet_stage(
         seed=cfg.seed + 4,
         progress=progress,
         should_stop=should_stop,
-        continued=supervised is not None,
+        continued=supervised is not None and cfg.pnet_start == "continue",
     )
 
 
