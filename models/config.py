@@ -109,8 +109,7 @@ class PipelineConfig:
         1.0,
         doc="segmenters that continue trained nets (P-Net after the supervised stage, the "
         "rounds) end at this share of their trained weights plus the rest of the weights "
-        "they started from (1: the trained nets; 0.5: midway, WiSE-FT style); a fresh P-Net "
-        "(pnet_start=fresh) ends blended with the supervised nets, which shared its start",
+        "they started from (1: the trained nets; 0.5: midway, WiSE-FT style)",
     )
     pnet_start: str = _knob(
         "continue",

@@ -159,14 +159,12 @@ def train_segmenters(
     on_progress: ProgressFn | None,
     should_stop: StopFn | None,
     continued: bool = False,
-    teacher: dict[str, Any] | None = None,
 ) -> FitResult:
     """fit() S_a, S_b and Dsc on ``tensors`` (PipelineContext.segmenter_tensors or
     supervised_tensors): human masks + weighted pseudo-masks. ``continued`` nets (already
     trained by an earlier stage) train at ``continue_lr`` of the configured rates, so that
     noisy pseudo labels fine-tune them instead of re-warming them from the top, and end
-    blended with their starting weights at ``student_blend`` (models.averaging); fresh nets
-    given the ``teacher`` whose start they shared (pnet_start=fresh) end blended with it."""
+    blended with their starting weights at ``student_blend`` (models.averaging)."""
     cfg = ctx.cfg
     if continued and cfg.continue_lr != 1.0:
         scale = cfg.continue_lr
@@ -192,9 +190,7 @@ def train_segmenters(
     if perturbations:
         loader = PerturbedBatches(loader, perturbations, seed=seed + 1)
     epochs = max(epochs, math.ceil(ctx.cfg.min_steps / max(len(loader), 1)))
-    start = teacher if teacher is not None else nets.state() if continued else None
-    if ctx.cfg.student_blend >= 1.0:
-        start = None
+    start = nets.state() if continued and ctx.cfg.student_blend < 1.0 else None
     result = fit(
         step,
         loader,

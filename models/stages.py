@@ -152,7 +152,6 @@ def _train_stage(
     progress: StageProgress,
     should_stop: Callable[[], bool],
     continued: bool = False,
-    teacher: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train ``nets`` on ``tensors``, label the targets, score them on the held-out masks."""
     started = time.perf_counter()
@@ -166,7 +165,6 @@ def _train_stage(
         on_progress=lambda f, m: progress(0.9 * f, m),
         should_stop=should_stop,
         continued=continued,
-        teacher=teacher,
     )
     pred = predict_targets(ctx, nets)
     state: dict[str, Any] = {**nets.state(), "labels": pred.labels}
@@ -238,18 +236,7 @@ def pnet_stage(
         progress=progress,
         should_stop=should_stop,
         continued=supervised is not None and cfg.pnet_start == "continue",
-        teacher=_shared_start_teacher(cfg, supervised),
     )
-
-
-def _shared_start_teacher(
-    cfg: PipelineConfig, supervised: dict[str, Any] | None
-) -> dict[str, Any] | None:
-    """The supervised nets, for a fresh P-Net to blend with (student_blend): both started
-    from the same weights and seeds, so the line between them stays in one basin."""
-    if supervised is None or cfg.pnet_start != "fresh":
-        return None
-    return {name: supervised[name] for name in ("s_a", "s_b", "disc")}
 
 
 def round_stage(
