@@ -141,6 +141,13 @@ def _lnet_encoder(cfg: PipelineConfig, lnet: dict[str, Any]) -> dict[str, Any] |
     }
 
 
+def _starting_nets(ctx: PipelineContext, lnet: dict[str, Any]) -> SegmenterNets:
+    """Untrained S_a, S_b and Dsc, the same for every stage that starts from scratch (the
+    supervised stage, a P-Net without one or with pnet_start=fresh): seeded cfg.seed and
+    from L-Net's encoder when segmenter_init says so."""
+    return SegmenterNets.build(ctx, seed=ctx.cfg.seed, encoder=_lnet_encoder(ctx.cfg, lnet))
+
+
 def _train_stage(
     name: str,
     ctx: PipelineContext,
@@ -183,11 +190,10 @@ def supervised_stage(
     """S_a, S_b and Dsc trained on the human masks alone; their tag-constrained labels of
     the targets join L-Net's in P-Net's pseudo labels (models.pseudo.fuse_labels)."""
     cfg = ctx.cfg
-    nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
     return _train_stage(
         "supervised",
         ctx,
-        nets,
+        _starting_nets(ctx, lnet),
         ctx.supervised_tensors(),
         epochs=cfg.epochs_supervised,
         seed=cfg.seed + 5,
@@ -207,15 +213,12 @@ def pnet_stage(
     the supervised stage's labels (whose nets P-Net then continues) when there is one."""
     cfg = ctx.cfg
     coarse = lnet["coarse"]
+    fresh = supervised is None or cfg.pnet_start == "fresh"
+    nets = _starting_nets(ctx, lnet) if fresh else SegmenterNets.build(ctx, supervised)
     if supervised is None:
-        nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
         weight = (coarse != 255).float()
     else:
         coarse = _weak_labels(cfg, lnet["cam"], coarse)
-        if cfg.pnet_start == "fresh":  # the supervised stage's starting nets, same seeds
-            nets = SegmenterNets.build(ctx, seed=cfg.seed, encoder=_lnet_encoder(cfg, lnet))
-        else:
-            nets = SegmenterNets.build(ctx, supervised)
         if "pseudo" in supervised:  # pnet_labels=filtered
             sup, sup_weight = supervised["pseudo"], supervised["weight"]
             fused = fuse_labels(coarse, sup, ctx.learned_classes)
@@ -235,7 +238,7 @@ def pnet_stage(
         seed=cfg.seed + 4,
         progress=progress,
         should_stop=should_stop,
-        continued=supervised is not None and cfg.pnet_start == "continue",
+        continued=not fresh,
     )
 
 
