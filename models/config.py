@@ -113,11 +113,13 @@ class PipelineConfig:
     )
     pnet_start: str = _knob(
         "continue",
-        choices=("continue", "fresh"),
+        choices=("continue", "fresh", "relay"),
         doc="P-Net after a supervised stage: continue its nets (continue_lr, student_blend), "
         "or train fresh ones from the same starting weights on human masks + the supervised "
         "nets' pseudo labels at the full rate (a Noisy Student / ST++ student: one that "
-        "continues its teacher keeps its teacher's mistakes)",
+        "continues its teacher keeps its teacher's mistakes), or relay: a fresh student "
+        "first, whose filtered labels then teach a student continuing the supervised nets "
+        "(twice P-Net's training time)",
     )
     lr_disc: float = _knob(2e-4, 1e-7, 1.0, doc="AdamW learning rate of the discriminator")
     disc_width: int = _knob(

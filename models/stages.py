@@ -159,8 +159,10 @@ def _train_stage(
     progress: StageProgress,
     should_stop: Callable[[], bool],
     continued: bool = False,
+    teaches: bool = False,
 ) -> dict[str, Any]:
-    """Train ``nets`` on ``tensors``, label the targets, score them on the held-out masks."""
+    """Train ``nets`` on ``tensors``, label the targets, score them on the held-out masks;
+    a stage that ``teaches`` a P-Net also keeps its filtered labels (pnet_labels=filtered)."""
     started = time.perf_counter()
     train_segmenters(
         ctx,
@@ -175,7 +177,7 @@ def _train_stage(
     )
     pred = predict_targets(ctx, nets)
     state: dict[str, Any] = {**nets.state(), "labels": pred.labels}
-    if name == "supervised" and ctx.cfg.pnet_labels == "filtered":
+    if teaches and ctx.cfg.pnet_labels == "filtered":
         state["pseudo"], state["weight"], _, _ = filter_pseudo_labels(ctx, pred)
     seconds = round(time.perf_counter() - started, 2)
     return {**state, "metrics": {name: {**ctx.evaluate(pred.labels), "seconds": seconds}}}
@@ -199,7 +201,32 @@ def supervised_stage(
         seed=cfg.seed + 5,
         progress=progress,
         should_stop=should_stop,
+        teaches=True,
     )
+
+
+def _pnet_labels(
+    ctx: PipelineContext, lnet: dict[str, Any], teacher: dict[str, Any] | None
+) -> dict[str, torch.Tensor]:
+    """P-Net's training tensors: L-Net's coarse masks alone, or its weak labels fused with
+    a teacher's (the supervised nets', or a relay's fresh student's) where there is one."""
+    cfg = ctx.cfg
+    coarse = lnet["coarse"]
+    if teacher is None:
+        weight = (coarse != 255).float()
+    else:
+        coarse = _weak_labels(cfg, lnet["cam"], coarse)
+        if "pseudo" in teacher:  # pnet_labels=filtered
+            sup, sup_weight = teacher["pseudo"], teacher["weight"]
+            fused = fuse_labels(coarse, sup, ctx.learned_classes)
+            from_sup = (fused == sup) & (sup != 255)
+            taught = torch.isin(fused.long(), torch.tensor(ctx.learned_classes))
+            coarse = torch.where(~from_sup & taught, torch.full_like(fused, 255), fused)
+            weight = torch.where(from_sup, sup_weight, (coarse != 255).float())
+        else:
+            coarse = fuse_labels(coarse, teacher["labels"], ctx.learned_classes)
+            weight = (coarse != 255).float()
+    return ctx.segmenter_tensors(coarse, weight)
 
 
 def pnet_stage(
@@ -212,34 +239,57 @@ def pnet_stage(
     """S_a, S_b and Dsc on human masks + pseudo labels: L-Net's coarse masks, fused with
     the supervised stage's labels (whose nets P-Net then continues) when there is one."""
     cfg = ctx.cfg
-    coarse = lnet["coarse"]
+    if supervised is not None and cfg.pnet_start == "relay":
+        return _relay(ctx, lnet, supervised, progress, should_stop)
     fresh = supervised is None or cfg.pnet_start == "fresh"
-    nets = _starting_nets(ctx, lnet) if fresh else SegmenterNets.build(ctx, supervised)
-    if supervised is None:
-        weight = (coarse != 255).float()
-    else:
-        coarse = _weak_labels(cfg, lnet["cam"], coarse)
-        if "pseudo" in supervised:  # pnet_labels=filtered
-            sup, sup_weight = supervised["pseudo"], supervised["weight"]
-            fused = fuse_labels(coarse, sup, ctx.learned_classes)
-            from_sup = (fused == sup) & (sup != 255)
-            taught = torch.isin(fused.long(), torch.tensor(ctx.learned_classes))
-            coarse = torch.where(~from_sup & taught, torch.full_like(fused, 255), fused)
-            weight = torch.where(from_sup, sup_weight, (coarse != 255).float())
-        else:
-            coarse = fuse_labels(coarse, supervised["labels"], ctx.learned_classes)
-            weight = (coarse != 255).float()
     return _train_stage(
         "pnet",
         ctx,
-        nets,
-        ctx.segmenter_tensors(coarse, weight),
+        _starting_nets(ctx, lnet) if fresh else SegmenterNets.build(ctx, supervised),
+        _pnet_labels(ctx, lnet, supervised),
         epochs=cfg.epochs_pnet,
         seed=cfg.seed + 4,
         progress=progress,
         should_stop=should_stop,
         continued=not fresh,
     )
+
+
+def _relay(
+    ctx: PipelineContext,
+    lnet: dict[str, Any],
+    supervised: dict[str, Any],
+    progress: StageProgress,
+    should_stop: Callable[[], bool],
+) -> dict[str, Any]:
+    """pnet_start=relay: a fresh student learns from the supervised nets' labels (it labels
+    the tag-only photos better than they do, but generalises worse: README, session 14),
+    then its filtered labels teach a student that continues the supervised nets (which
+    generalises better). Its metrics appear as ``pnet_fresh`` beside ``pnet``."""
+    cfg = ctx.cfg
+    first = _train_stage(
+        "pnet_fresh",
+        ctx,
+        _starting_nets(ctx, lnet),
+        _pnet_labels(ctx, lnet, supervised),
+        epochs=cfg.epochs_pnet,
+        seed=cfg.seed + 4,
+        progress=lambda f, m: progress(0.5 * f, m),
+        should_stop=should_stop,
+        teaches=True,
+    )
+    second = _train_stage(
+        "pnet",
+        ctx,
+        SegmenterNets.build(ctx, supervised),
+        _pnet_labels(ctx, lnet, first),
+        epochs=cfg.epochs_pnet,
+        seed=cfg.seed + 4,
+        progress=lambda f, m: progress(0.5 + 0.5 * f, m),
+        should_stop=should_stop,
+        continued=True,
+    )
+    return {**second, "metrics": {**first["metrics"], **second["metrics"]}}
 
 
 def round_stage(

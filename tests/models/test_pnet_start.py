@@ -51,3 +51,27 @@ def test_a_fresh_student_learns_from_labels_alone_and_a_continued_one_from_its_t
 
     a, b = _pnet(continued, trained), _pnet(continued, untrained)
     assert any(not torch.equal(t, b["s_a"][name]) for name, t in a["s_a"].items())
+
+
+def test_a_relay_trains_a_fresh_student_then_continues_the_teacher_on_its_labels() -> None:
+    """pnet_start=relay: a fresh student (the same whatever the teacher's weights) labels
+    the targets; its filtered labels teach a student that continues the teacher's nets,
+    which learns the probe (held-out mIoU) and differs from a plain continued student."""
+    relay = {
+        "pnet_start": "relay",
+        "epochs_pnet": 8,
+        "continue_lr": 0.25,
+        "segmenter_init": "scratch",
+    }
+    trained, untrained = _teacher_state(relay, True), _teacher_state(relay, False)
+    after_trained, after_untrained = _pnet(relay, trained), _pnet(relay, untrained)
+    first, final = (after_trained["metrics"][k]["miou"] for k in ("pnet_fresh", "pnet"))
+    print(f"\nrelay: fresh student {first:.3f}, continued student {final:.3f}")
+    assert first == after_untrained["metrics"]["pnet_fresh"]["miou"]
+    assert final >= 0.6
+    assert final != after_untrained["metrics"]["pnet"]["miou"]
+    continued = _pnet({**relay, "pnet_start": "continue"}, trained)
+    print(f"continued on the teacher's own labels {continued['metrics']['pnet']['miou']:.3f}")
+    assert any(
+        not torch.equal(t, continued["s_a"][name]) for name, t in after_trained["s_a"].items()
+    )
