@@ -55,6 +55,7 @@ from bench.quality_report import NOTES, add_pct, merge_halves, summarise, table
 from bench.quality_rows import budget_rows, stage_rows
 from bench.quality_runs import Run, run_setting
 from bench.quality_scoring import Scorer
+from bench.quality_stage_store import StageStore, StageStoreError, parse_reuse
 from models.config import EPOCH_FIELDS, PipelineConfig
 
 
@@ -140,6 +141,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         help="tuning runs: skip the full setting and take this val mIoU (with tags) as the "
         "reference of %% of full",
     )
+    parser.add_argument(
+        "--stage-dir",
+        help="keep each setting's L-Net and supervised stages here (bench/quality_stage_store)",
+    )
+    parser.add_argument(
+        "--reuse",
+        default="",
+        help="restore these stages (lnet,supervised) from --stage-dir instead of training "
+        "them; refused unless only later stages' knobs differ",
+    )
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
@@ -168,6 +179,26 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "(--set device=cpu forces the CPU)"
         )
     progress = not args.no_progress
+    try:
+        reuse = parse_reuse(args.reuse)
+    except StageStoreError as e:
+        parser.error(str(e))
+    if reuse and not args.stage_dir:
+        parser.error("--reuse needs --stage-dir")
+    store = (
+        StageStore(
+            Path(args.stage_dir),
+            {
+                "data": str(Path(args.data).resolve()),
+                "max_images": profile.max_images,
+                "seed": args.seed,
+                "profile": args.profile,
+            },
+            reuse,
+        )
+        if args.stage_dir
+        else None
+    )
     started = time.perf_counter()
     code = {"commit": commit(), "commit_dirty": dirty()}  # the code this run imported
 
@@ -202,8 +233,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     for key, setting in settings_list:
         # The reference trains on every mask (no held-out slice); the other settings keep
         # the service's default held-out slice of their masks (it drives the rollback).
+        try:
+            load = None if store is None else store.loader(key, cfg)
+        except StageStoreError as e:
+            parser.error(str(e))
         run = run_setting(
-            ds, setting, cfg, title=key, progress=progress, holdout=[] if key == "full" else None
+            ds,
+            setting,
+            cfg,
+            title=key,
+            progress=progress,
+            holdout=[] if key == "full" else None,
+            load_stage=load,
+            persist=None if store is None else store.saver(key, cfg),
         )
         runs[key] = run
         setting_rows = stage_rows(ds, run, scorer, key)
@@ -251,6 +293,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             "class_names": ds.class_names,
         },
         "config": cfg.to_dict(),
+        "stages_reused": sorted(reuse),  # restored from --stage-dir, not trained here
         "profile_settings": {k: v for k, v in dataclasses.asdict(profile).items() if k != "config"},
         "settings": settings,
         "rows": rows,

@@ -111,9 +111,11 @@ def run_setting(
     positions: Sequence[int] | None = None,
     holdout: list[int] | None = None,
     load_stage: Callable[[str], dict | None] | None = None,
+    persist: Callable[[str, dict], None] | None = None,
     progress: bool = True,
 ) -> Run:
-    """run_pipeline on the setting's visible labels (of ``positions``, default all)."""
+    """run_pipeline on the setting's visible labels (of ``positions``, default all);
+    ``persist`` also receives each stage it computes (bench.quality_stage_store)."""
     chosen = list(range(len(setting.train)) if positions is None else positions)
     data = labeling_data(ds, setting, chosen)
     check_no_hidden_masks(ds, setting, data, chosen)
@@ -125,12 +127,17 @@ def run_setting(
             saved[name] = state  # run_pipeline only hands back the stages it computed
         return state
 
+    def save(name: str, state: dict) -> None:
+        saved[name] = state
+        if persist is not None:
+            persist(name, state)
+
     clock = StageClock(title, pipeline_stages(cfg), progress)
     result = run_pipeline(
         data,
         cfg,
         on_progress=clock,
-        save_stage=lambda name, state: saved.__setitem__(name, state),
+        save_stage=save,
         load_stage=load,
         holdout=holdout,
     )
