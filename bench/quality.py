@@ -227,16 +227,19 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         file=sys.stderr,
     )
 
+    if store is not None and reuse:  # refuse before the first hour-long setting runs
+        try:
+            for key, _ in settings_list:
+                store.check(key, cfg)
+        except StageStoreError as e:
+            parser.error(str(e))
+
     rows: list[dict[str, Any]] = []
     runs: dict[str, Run] = {}
     budget_summary: dict[str, Any] | None = None
     for key, setting in settings_list:
         # The reference trains on every mask (no held-out slice); the other settings keep
         # the service's default held-out slice of their masks (it drives the rollback).
-        try:
-            load = None if store is None else store.loader(key, cfg)
-        except StageStoreError as e:
-            parser.error(str(e))
         run = run_setting(
             ds,
             setting,
@@ -244,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
             title=key,
             progress=progress,
             holdout=[] if key == "full" else None,
-            load_stage=load,
+            load_stage=None if store is None else store.loader(key),
             persist=None if store is None else store.saver(key, cfg),
         )
         runs[key] = run

@@ -91,10 +91,9 @@ class StageStore:
                 + ", ".join(f"{k} {saved['config'].get(k)!r} -> {now.get(k)!r}" for k in early)
             )
 
-    def loader(self, key: str, cfg: PipelineConfig) -> Callable[[str], dict | None]:
-        """load_stage for run_pipeline: the reused stages from disk, the others None."""
-        if self.reuse:
-            self.check(key, cfg)
+    def loader(self, key: str) -> Callable[[str], dict | None]:
+        """load_stage for run_pipeline: the reused stages from disk, the others None
+        (call check() first)."""
 
         def load(name: str) -> dict | None:
             if name not in self.reuse:

@@ -64,6 +64,7 @@ def test_a_later_run_restores_them_and_trains_only_what_follows(
         (("--set", "lr=0.01"), "lr 0.002 -> 0.01"),
         (("--seed", "3"), "was saved for"),
         (("--reuse", "pnet"), "--reuse takes lnet, supervised"),
+        (("--settings", "tags_only"), "no stages saved for tags_only"),
     ],
 )
 def test_restoring_is_refused_where_the_stages_would_differ(
