@@ -237,59 +237,51 @@ def pnet_stage(
     should_stop: Callable[[], bool],
 ) -> dict[str, Any]:
     """S_a, S_b and Dsc on human masks + pseudo labels: L-Net's coarse masks, fused with
-    the supervised stage's labels (whose nets P-Net then continues) when there is one."""
+    the supervised stage's labels (whose nets P-Net then continues) when there is one.
+
+    pnet_start=relay puts a fresh student first: it learns from the supervised nets'
+    labels (it labels the tag-only photos better than they do but generalises worse:
+    docs/quality-log.md, session 14), and its filtered labels, not the supervised nets',
+    teach the continued student. Its metrics appear as ``pnet_fresh`` beside ``pnet``."""
     cfg = ctx.cfg
-    if supervised is not None and cfg.pnet_start == "relay":
-        return _relay(ctx, lnet, supervised, progress, should_stop)
+    relay = supervised is not None and cfg.pnet_start == "relay"
     fresh = supervised is None or cfg.pnet_start == "fresh"
-    return _train_stage(
+
+    def train(
+        name: str, nets: SegmenterNets, teacher: dict[str, Any] | None, **kw: Any
+    ) -> dict[str, Any]:
+        return _train_stage(
+            name,
+            ctx,
+            nets,
+            _pnet_labels(ctx, lnet, teacher),
+            epochs=cfg.epochs_pnet,
+            seed=cfg.seed + 4,
+            should_stop=should_stop,
+            **kw,
+        )
+
+    teacher, first = supervised, None
+    if relay:
+        first = train(
+            "pnet_fresh",
+            _starting_nets(ctx, lnet),
+            supervised,
+            progress=lambda f, m: progress(0.5 * f, m),
+            teaches=True,
+        )
+        teacher = first
+    nets = _starting_nets(ctx, lnet) if fresh else SegmenterNets.build(ctx, supervised)
+    result = train(
         "pnet",
-        ctx,
-        _starting_nets(ctx, lnet) if fresh else SegmenterNets.build(ctx, supervised),
-        _pnet_labels(ctx, lnet, supervised),
-        epochs=cfg.epochs_pnet,
-        seed=cfg.seed + 4,
-        progress=progress,
-        should_stop=should_stop,
+        nets,
+        teacher,
+        progress=(lambda f, m: progress(0.5 + 0.5 * f, m)) if relay else progress,
         continued=not fresh,
     )
-
-
-def _relay(
-    ctx: PipelineContext,
-    lnet: dict[str, Any],
-    supervised: dict[str, Any],
-    progress: StageProgress,
-    should_stop: Callable[[], bool],
-) -> dict[str, Any]:
-    """pnet_start=relay: a fresh student learns from the supervised nets' labels (it labels
-    the tag-only photos better than they do, but generalises worse: README, session 14),
-    then its filtered labels teach a student that continues the supervised nets (which
-    generalises better). Its metrics appear as ``pnet_fresh`` beside ``pnet``."""
-    cfg = ctx.cfg
-    first = _train_stage(
-        "pnet_fresh",
-        ctx,
-        _starting_nets(ctx, lnet),
-        _pnet_labels(ctx, lnet, supervised),
-        epochs=cfg.epochs_pnet,
-        seed=cfg.seed + 4,
-        progress=lambda f, m: progress(0.5 * f, m),
-        should_stop=should_stop,
-        teaches=True,
-    )
-    second = _train_stage(
-        "pnet",
-        ctx,
-        SegmenterNets.build(ctx, supervised),
-        _pnet_labels(ctx, lnet, first),
-        epochs=cfg.epochs_pnet,
-        seed=cfg.seed + 4,
-        progress=lambda f, m: progress(0.5 + 0.5 * f, m),
-        should_stop=should_stop,
-        continued=True,
-    )
-    return {**second, "metrics": {**first["metrics"], **second["metrics"]}}
+    if first is not None:
+        result["metrics"] = {**first["metrics"], **result["metrics"]}
+    return result
 
 
 def round_stage(
