@@ -50,6 +50,7 @@ def _best(
     values: Sequence[float],
     pick: str,
     default: float,
+    cam_rule: str,
 ) -> tuple[float, float | None]:
     """The value of ``values`` whose label maps score the highest mIoU against ``masks``."""
     best, best_score = default, None
@@ -62,6 +63,7 @@ def _best(
                 cam_threshold=value if pick == "cam" else 0.3,
                 bg_bias=value if pick == "lnet" else 1.0,
                 margin=None,
+                cam_rule=cam_rule,
             )
             assert labels is not None  # background is always a candidate
             preds.append(labels[0 if pick == "cam" else 1].cpu().numpy().astype(np.uint8))
@@ -82,6 +84,8 @@ def calibrate_background(
     defaults: tuple[float, float],
     batch_size: int,
     device: torch.device,
+    cam_rule: str = "zscore",
+    valid: Tensor | None = None,
 ) -> Calibration:
     """Fit ``cam_threshold`` and ``bg_bias`` on masked images of a project with background.
 
@@ -93,8 +97,10 @@ def calibrate_background(
         held_out: per image, whether it is a held-out mask (never trained on).
         defaults: (cam_threshold, bg_bias) kept when nothing can be scored.
         batch_size, device: for the L-Net passes.
+        cam_rule: how the CAM map picks a tag (models.label_transfer).
+        valid: (M, S, S) bool, the pixels inside each image (default all).
     """
-    maps = list(pair_maps(lnet, images, tags, batch_size=batch_size, device=device))
+    maps = list(pair_maps(lnet, images, tags, batch_size=batch_size, device=device, valid=valid))
     gts = [m.numpy() for m in masks]
     num_labels = lnet.num_classes + 1
     # Both on the held-out masks when there are enough: the CAM head and the decoder have
@@ -108,8 +114,15 @@ def calibrate_background(
         CAM_THRESHOLDS,
         "cam",
         defaults[0],
+        cam_rule,
     )
     bias, bias_score = _best(
-        [maps[i] for i in rows], [gts[i] for i in rows], num_labels, BG_BIASES, "lnet", defaults[1]
+        [maps[i] for i in rows],
+        [gts[i] for i in rows],
+        num_labels,
+        BG_BIASES,
+        "lnet",
+        defaults[1],
+        cam_rule,
     )
     return Calibration(cam, bias, cam_score, bias_score, len(maps))

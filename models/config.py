@@ -144,6 +144,13 @@ class PipelineConfig:
         "(localises categories that are on every image, which tags cannot; 0: tags only)",
     )
     cam_threshold: float = _knob(0.3, 0.0, 1.0, doc="background score of the CAM baseline")
+    cam_rule: str = _knob(
+        "zscore",
+        choices=("zscore", "peak"),
+        doc="which tag the CAM baseline gives a foreground pixel: the one whose raw CAM is "
+        "furthest above its own mean over the image, in stds (zscore), or the highest "
+        "peak-normalised CAM (peak, which lets a tag learned from its context win)",
+    )
     bg_bias: float = _knob(1.0, 0.0, 100.0, doc="background score multiplier at L-Net inference")
     margin: float = _knob(0.1, 0.0, 1.0, doc="top-two margin below which a pixel is ignored")
     vote_agreement: float = _knob(0.8, 0.0, 1.0, doc="superpixel majority share that wins")

@@ -97,6 +97,8 @@ def _calibrate(ctx: PipelineContext, lnet: LNet) -> Calibration | None:
         defaults=(ctx.cfg.cam_threshold, ctx.cfg.bg_bias),
         batch_size=ctx.cfg.batch_size,
         device=ctx.device,
+        cam_rule=ctx.cfg.cam_rule,
+        valid=ctx.valid[masked],
     )
 
 
