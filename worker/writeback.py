@@ -22,8 +22,10 @@ CHUNK = 64
 
 def _is_state_dict(value: Any) -> bool:
     """A network's weights (name → tensor), not a dict of settings such as the config."""
-    return isinstance(value, dict) and bool(value) and all(
-        isinstance(v, torch.Tensor) for v in value.values()
+    return (
+        isinstance(value, dict)
+        and bool(value)
+        and all(isinstance(v, torch.Tensor) for v in value.values())
     )
 
 
