@@ -280,3 +280,16 @@ def test_a_pnet_stage_that_lowers_heldout_miou_is_undone(first_run) -> None:
     assert "rolled_back" not in kept.metrics["pnet"]
     assert kept.metrics["predict"]["nets_from"] == "pnet"
     assert all(torch.equal(v, pnet["s_a"][k]) for k, v in kept.model_state["s_a"].items())
+
+
+def test_tags_only_run_skips_the_rounds_it_cannot_check() -> None:
+    """No human mask: nothing can say whether a round helps, so none runs (one measured
+    unchecked on MSRC lost a quarter of P-Net's val mIoU); P-Net's nets are delivered."""
+    images, _, tags = make_shapes_dataset(12, 32, seed=7)
+    data, recorder = LabelingData(images, tags, [None] * len(images), 4), _Recorder()
+    result = run_pipeline(data, CFG, save_stage=recorder.save)
+    assert list(recorder.saved) == ["lnet", "pnet", "predict"]
+    assert result.rounds_run == 0 and "round_1" not in result.metrics
+    assert result.metrics["pnet"]["rounds_skipped"] == "no human masks to check a round"
+    assert result.metrics["predict"]["nets_from"] == "pnet"
+    assert len(result.labels) == len(images)
