@@ -44,6 +44,7 @@ def test_unknown_keys_are_named() -> None:
         ({"lambda_pl": float("nan")}, "lambda_pl"),
         ({"tau_min": 0.95, "tau_max": 0.5}, "tau_min"),
         ({"cam_pool": "mean"}, "cam_pool"),
+        ({"cam_rule": "max"}, "cam_rule"),
     ],
 )
 def test_bad_values_are_named(params: dict, name: str) -> None:
