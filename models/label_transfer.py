@@ -7,8 +7,8 @@ then SLIC majority voting. Without a background class the argmax runs over T onl
 CAM mask: background where every tag's attention a_k stays at or below ``cam_threshold``;
 elsewhere the tag whose map stands out most there. With ``cam_rule=zscore`` "stands out"
 is the raw CAM logit standardised over the image (mean 0, std 1 per tag): a tag learned
-from its context (cows from the grass they stand on: MSRC's cow, sheep and aeroplane
-maps put none of their top-10 % pixels on the object) fires broadly, so it is nowhere far
+from its context (cows from the grass they stand on: MSRC's cow, horse, sheep and aeroplane
+maps put 0-1 % of their top-10 % pixels on the object) fires broadly, so it is nowhere far
 above its own mean, while a map that is high only on its object wins there. ``peak``
 compares a_k = ReLU(CAM) / max itself, which hands such images to the context tag.
 """
