@@ -51,7 +51,8 @@ PROFILES: dict[str, Profile] = {
             lr=4e-3,
             batch_size=16,
             # tags only, val CAM by L-Net seed: 4 epochs (120 batches) 0.455 / 0.366 for
-            # seeds 0 / 1; 12 epochs 0.456 / 0.469 / 0.400 for seeds 0 / 1 / 2
+            # seeds 0 / 1; 12 epochs 0.456 / 0.469 / 0.400 / 0.494 for seeds 0-3 (mean
+            # P-Net 63.9 % of full against 58.9 %)
             epochs_lnet=12,
             epochs_supervised=20,  # full, supervised only: 5 → 12 → 20 gave 0.694 → 0.755 → 0.769
             # each of the relay's two students (pnet_start below); CamVid semi on the same
