@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from models.precision import cpu_has_fast_bf16
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -65,11 +67,13 @@ PROFILES: dict[str, Profile] = {
             segmenter_init="scratch",
             inference_zoom=1.43,
             # Tuned on MSRC semi (docs/quality-log.md, sessions 11-15) and kept for CamVid
-            # unchanged: bfloat16 autocast (AMX/AVX-512 BF16 here), students that continue
-            # the supervised nets at a quarter of the rate and end midway to them (WiSE-FT),
-            # at least 200 batches for stages with few masks, and strong views of the
-            # pseudo-labelled photos (cutmix boxes, colour jitter).
-            precision="bf16",
+            # unchanged: bfloat16 autocast (where the CPU has AMX/AVX-512 BF16; an
+            # AVX2-only CPU emulates it ~7x slower than float32, models/precision.py, and
+            # runs float32), students that continue the supervised nets at a quarter of the
+            # rate and end midway to them (WiSE-FT), at least 200 batches for stages with
+            # few masks, and strong views of the pseudo-labelled photos (cutmix boxes,
+            # colour jitter).
+            precision="bf16" if cpu_has_fast_bf16() else "fp32",
             continue_lr=0.25,
             student_blend=0.5,
             min_steps=200,
@@ -84,8 +88,9 @@ PROFILES: dict[str, Profile] = {
         budget_epochs={"epochs_supervised": 3, "epochs_pnet": 2},
         note="224 px (tight batches), predictions at 1.43x (320 px), segmenters from "
         "ImageNet's trunk, heads 96 wide, lr 4e-3, EfficientNet-Lite0 (ImageNet) "
-        "trunks, batch 16, bf16, L-Net 12 / supervised 20 / P-Net a relay of two students "
-        "x 12 (continued at 0.25 lr, blended 0.5; cutmix, photometric; 200 batches at least) "
+        "trunks, batch 16, bf16 (fp32 on CPUs without native bf16), L-Net 12 / "
+        "supervised 20 / P-Net a relay of two students x 12 (continued at 0.25 lr, "
+        "blended 0.5; cutmix, photometric; 200 batches at least) "
         "/ 1 round x 2 epochs, one seeded half for transfer, budget 32 masks, three "
         "seed pairs of arms at supervised 3 / P-Net 2",
     ),

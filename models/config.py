@@ -59,7 +59,8 @@ class PipelineConfig:
         "auto",
         choices=("auto", "fp32", "bf16"),
         doc="network arithmetic: auto = float16 autocast on CUDA, float32 on CPU; bf16 = "
-        "bfloat16 autocast on either (CPUs with AVX-512 BF16 or AMX run it faster); fp32 = "
+        "bfloat16 autocast on either (CPUs with AVX-512 BF16 or AMX run it faster; others "
+        "emulate it, several times slower than fp32, and the run logs a warning); fp32 = "
         "no autocast. Weights, optimiser state and losses stay float32",
     )
     holdout_fraction: float = _knob(0.2, 0.0, 0.9, doc="share of human-masked images held out")

@@ -18,9 +18,9 @@ from models.label_transfer import transfer_labels
 from models.loader import content_box
 from models.networks import build_discriminator, build_lnet, build_segmenter
 from models.pnet import run_segmenters, same_frozen_prefix
+from models.precision import autocast
 from models.pseudo import allowed_classes, flip_average
 from models.regions import padded_superpixels, region_boxes, region_scores
-from models.steps import autocast
 from models.train import resolve_device
 from models.transforms import (
     denormalise,

@@ -33,23 +33,8 @@ from models.losses import (
 )
 from models.networks import param_groups
 from models.pnet import PNet, run_segmenters, same_frozen_prefix
+from models.precision import autocast, autocast_dtype
 from models.pseudo import allowed_classes, confident_labels, constrain
-
-
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype of ``precision`` (PipelineConfig.precision) on ``device``; None:
-    float32 throughout."""
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "auto" and device.type == "cuda":
-        return torch.float16
-    return None
-
-
-def autocast(device: torch.device, precision: str = "auto") -> torch.autocast:
-    """Autocast to ``autocast_dtype`` (float16 on CUDA, nothing on CPU by default)."""
-    dtype = autocast_dtype(device, precision)
-    return torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
 
 
 class AmpOptimizer:

@@ -11,7 +11,8 @@ import torch
 
 from models.config import PipelineConfig
 from models.networks import build_discriminator, build_segmenter
-from models.steps import PNetAdversarialStep, autocast, autocast_dtype, same_frozen_prefix
+from models.precision import autocast, autocast_dtype
+from models.steps import PNetAdversarialStep, same_frozen_prefix
 
 K = 3
 CFG = PipelineConfig(
