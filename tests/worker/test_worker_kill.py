@@ -203,7 +203,7 @@ def test_pipeline_killed_in_lnet_then_a_database_outage_succeeds_once(
     logs = "\n".join(w.log()[-3000:] for w in workers)
     assert job.status == "succeeded", (job.error, messages, logs)
     # killed (counted), the outage (handed back, not counted), then the run that succeeded
-    assert (job.attempts, job.handbacks, job.error) == (3, 1, None), messages
+    assert (job.attempts, job.handbacks, job.error) == (3, 1, None), "\n".join(messages)
     assert sum("went stale" in m for m in messages) == 1, messages
     assert sum("database connection lost" in m for m in messages) == 1, messages
     assert messages.count("succeeded") == 1
