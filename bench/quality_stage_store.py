@@ -37,6 +37,7 @@ LATER_KNOBS = frozenset(
         "rollback_tolerance",
         "photometric",
         "weak_labels",
+        "weak_source",
         "budget_diversity",
     }
 )

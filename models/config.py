@@ -192,6 +192,16 @@ class PipelineConfig:
         doc="P-Net's labels for categories without human masks: L-Net's transferred masks, "
         "the CAM baseline's, or only pixels where the two agree",
     )
+    weak_source: str = _knob(
+        "transfer",
+        choices=("transfer", "teacher"),
+        doc="P-Net's labels of categories without human masks, once a supervised stage "
+        "ran: the transferred labels (weak_labels) wherever they name such a category "
+        "(transfer), or the supervised nets wherever they name a category their masks "
+        "taught them, the ones partial masks leave unpainted included (teacher: they "
+        "learned those from the completion or the candidates); transferred labels fill "
+        "the rest",
+    )
     zoom_min: float = _knob(
         1.0,
         0.3,

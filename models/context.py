@@ -236,6 +236,15 @@ class PipelineContext:
         """Classes the human masks teach: the strong categories, and background if present."""
         return ([0] if self.has_background else []) + self.strong
 
+    @property
+    def taught_classes(self) -> list[int]:
+        """``learned_classes`` plus the weak categories some partial mask leaves unpainted:
+        the supervised stage learned those from the completed masks or the candidates."""
+        left_out = set().union(*self.partial.tags) if self.partial else set()
+        if self.cfg.partial_masks == "as_is":
+            left_out = set()
+        return sorted(set(self.learned_classes) | (left_out & set(self.weak)))
+
     def to_original(self, position: int, labels: Tensor) -> np.ndarray:
         """A target's (S, S) label map at its image's original size (nearest)."""
         index = self.targets[position]

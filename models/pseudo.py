@@ -97,19 +97,24 @@ def apply_thresholds(labels: Tensor, confidence: Tensor, thresholds: Tensor) -> 
     return torch.where(keep, labels, torch.full_like(labels, IGNORE))
 
 
-def fuse_labels(coarse: Tensor, supervised: Tensor, learned: list[int]) -> Tensor:
+def fuse_labels(
+    coarse: Tensor, supervised: Tensor, learned: list[int], *, transfer_wins: bool = True
+) -> Tensor:
     """P-Net's pseudo labels from L-Net's transferred masks and the supervised segmenters.
 
     The supervised segmenters (trained on human masks alone) win where they predict a class
     the masks taught them (``learned``: strong categories, background when present), unless
-    L-Net puts a transferred (weak) category there; L-Net's label stands everywhere else.
-    On MSRC-style semi-supervised data every category is strong and the supervised label
-    map wins wholesale: it scores far above L-Net's class-agnostic decoder there.
+    L-Net puts a transferred (weak) category there and ``transfer_wins``; L-Net's label
+    stands everywhere else. On MSRC-style semi-supervised data every category is strong
+    and the supervised label map wins wholesale: it scores far above L-Net's
+    class-agnostic decoder there.
 
     Shape:
         coarse (N, H, W) uint8 with 255, supervised (N, H, W) uint8 → (N, H, W) uint8
     """
     taught = torch.tensor(learned, dtype=torch.long)
     sup_ok = torch.isin(supervised.long(), taught)
+    if not transfer_wins:
+        return torch.where(sup_ok, supervised, coarse)
     lnet_weak = (coarse != IGNORE) & ~torch.isin(coarse.long(), taught)
     return torch.where(sup_ok & ~lnet_weak, supervised, coarse)

@@ -218,15 +218,17 @@ def _pnet_labels(
         weight = (coarse != 255).float()
     else:
         coarse = _weak_labels(cfg, lnet["cam"], coarse)
+        by_teacher = cfg.weak_source == "teacher"
+        learned = ctx.taught_classes if by_teacher else ctx.learned_classes
         if "pseudo" in teacher:  # pnet_labels=filtered
             sup, sup_weight = teacher["pseudo"], teacher["weight"]
-            fused = fuse_labels(coarse, sup, ctx.learned_classes)
+            fused = fuse_labels(coarse, sup, learned, transfer_wins=not by_teacher)
             from_sup = (fused == sup) & (sup != 255)
-            taught = torch.isin(fused.long(), torch.tensor(ctx.learned_classes))
+            taught = torch.isin(fused.long(), torch.tensor(learned))
             coarse = torch.where(~from_sup & taught, torch.full_like(fused, 255), fused)
             weight = torch.where(from_sup, sup_weight, (coarse != 255).float())
         else:
-            coarse = fuse_labels(coarse, teacher["labels"], ctx.learned_classes)
+            coarse = fuse_labels(coarse, teacher["labels"], learned, transfer_wins=not by_teacher)
             weight = (coarse != 255).float()
     return ctx.segmenter_tensors(coarse, weight)
 

@@ -167,6 +167,18 @@ def test_candidates_name_the_left_out_tags_of_partial_rows_only() -> None:
     assert not completing.supervised_tensors()["candidates"].any()
 
 
+def test_taught_classes_add_the_weak_categories_partial_masks_leave_out() -> None:
+    """What weak_source=teacher lets the supervised nets label: strong categories,
+    background, and the weak ones a partial mask leaves unpainted (none with as_is)."""
+    data, _ = _transfer_data()
+    ctx = PipelineContext.build(data, CFG, torch.device("cpu"))
+    left_out = set().union(*ctx.partial.tags)
+    assert left_out and left_out <= set(ctx.weak)
+    assert ctx.taught_classes == sorted({0, *STRONG} | left_out)
+    as_is = PipelineConfig(**{**CFG.to_dict(), "partial_masks": "as_is"})
+    assert PipelineContext.build(data, as_is, torch.device("cpu")).taught_classes == [0, *STRONG]
+
+
 def _weak_iou_of_supervised_nets(partial_masks: str) -> float:
     """Weak-category mIoU, on images never trained on, of S_a + S_b trained on the human
     masks alone (half the categories painted) with ``partial_masks``."""

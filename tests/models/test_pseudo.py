@@ -110,3 +110,12 @@ def test_fused_labels_take_supervised_strong_and_lnet_weak() -> None:
     fused = fuse_labels(coarse, supervised, [1, 2])
     assert fused.tolist() == [[[2, 3, 1, 2, 255]]]
     assert fused.dtype == torch.uint8
+
+
+def test_fused_labels_take_the_teacher_everywhere_it_was_taught_without_transfer_wins() -> None:
+    """weak_source=teacher: the supervised map wins wherever it names a taught class (the
+    weak category 3 included once partial masks taught it); L-Net fills the rest."""
+    coarse = torch.tensor([[[1, 3, 255, 2, 3]]], dtype=torch.uint8)
+    supervised = torch.tensor([[[2, 1, 1, 3, 4]]], dtype=torch.uint8)
+    fused = fuse_labels(coarse, supervised, [1, 2, 3], transfer_wins=False)
+    assert fused.tolist() == [[[2, 1, 1, 3, 3]]]
