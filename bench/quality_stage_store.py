@@ -36,7 +36,7 @@ LATER_KNOBS = frozenset(
         "pnet_tolerance",
         "rollback_tolerance",
         "photometric",
-        "weak_labels",
+        # not weak_labels: the L-Net stage completes partial masks with the labels it names
         "weak_source",
         "budget_diversity",
     }

@@ -62,6 +62,8 @@ def test_a_later_run_restores_them_and_trains_only_what_follows(
     ("args", "message"),
     [
         (("--set", "lr=0.01"), "lr 0.002 -> 0.01"),
+        # L-Net's stage completes the partial masks with the labels weak_labels names
+        (("--set", "weak_labels=lnet"), "weak_labels 'cam' -> 'lnet'"),
         (("--seed", "3"), "was saved for"),
         (("--reuse", "pnet"), "--reuse takes lnet, supervised"),
         (("--settings", "tags_only"), "no stages saved for tags_only"),
