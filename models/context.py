@@ -240,9 +240,7 @@ class PipelineContext:
     def taught_classes(self) -> list[int]:
         """``learned_classes`` plus the weak categories some partial mask leaves unpainted:
         the supervised stage learned those from the completed masks or the candidates."""
-        left_out = set().union(*self.partial.tags) if self.partial else set()
-        if self.cfg.partial_masks == "as_is":
-            left_out = set()
+        left_out = set().union(*self.partial.tags)  # no partial masks under as_is
         return sorted(set(self.learned_classes) | (left_out & set(self.weak)))
 
     def to_original(self, position: int, labels: Tensor) -> np.ndarray:

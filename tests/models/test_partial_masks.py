@@ -197,6 +197,11 @@ def _weak_iou_of_supervised_nets(partial_masks: str) -> float:
         should_stop=None,
     )
     state = {**nets.state(), "num_classes": 4, "has_background": True, "config": cfg.to_dict()}
+    return weak_miou_on_unseen_images(state, cfg)
+
+
+def weak_miou_on_unseen_images(state: dict, cfg: PipelineConfig) -> float:
+    """Weak-category mIoU of a model state's predictions on 40 fresh synthetic images."""
     images, gts, tags = make_shapes_dataset(40, 48, seed=21, max_objects=3)
     preds = [p.mask for p in predict(state, images, tags, cfg)]
     weak = [c for c in range(1, 5) if c not in STRONG]

@@ -14,12 +14,7 @@ import dataclasses
 import pytest
 
 from models import PipelineConfig, run_pipeline
-from models.inference import predict
-from models.metrics import evaluate
-from tests.models.test_partial_masks import CFG, STRONG, _transfer_data
-from tests.synthetic import make_shapes_dataset
-
-WEAK = [3, 4]
+from tests.models.test_partial_masks import CFG, _transfer_data, weak_miou_on_unseen_images
 
 
 def _weak_miou_on_unseen_images(weak_source: str) -> float:
@@ -32,10 +27,7 @@ def _weak_miou_on_unseen_images(weak_source: str) -> float:
         epochs_supervised=8,
         epochs_pnet=8,
     )
-    result = run_pipeline(data, cfg)
-    images, gts, tags = make_shapes_dataset(40, 48, seed=21, max_objects=3)
-    preds = [p.mask for p in predict(result.model_state, images, tags, cfg)]
-    return float(evaluate(preds, gts, 5, STRONG, WEAK)["miou_weak"])
+    return weak_miou_on_unseen_images(run_pipeline(data, cfg).model_state, cfg)
 
 
 def test_the_teacher_labels_left_out_categories_better_than_the_cams() -> None:
