@@ -239,6 +239,13 @@ class PipelineConfig:
         "put them in one of those tags (or background where still open) without saying "
         "which (candidates), or ignore them (as_is)",
     )
+    single_tag: str = _knob(
+        "tags",
+        choices=("mask", "tags"),
+        doc="tag-only images with exactly one tag, where the data has no background class: "
+        "every pixel is that category, so the supervised stage trains on them as masks "
+        "(mask), or they are labelled like any tag-only image (tags)",
+    )
     lambda_pl: float = _knob(1.0, 0.0, 100.0, doc="pseudo-mask CE weight")
     lambda_adv: float = _knob(0.01, 0.0, 100.0, doc="adversarial loss weight")
     lambda_tag: float = _knob(0.3, 0.0, 100.0, doc="segmenter tag loss weight")

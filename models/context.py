@@ -35,6 +35,8 @@ class PipelineContext:
     ``partial`` are the train_masked masks that leave some of their image's tags unpainted;
     once L-Net has labelled their unpainted pixels over those tags, :meth:`use_completed`
     gives the segmenters the completed masks (models/partial_masks.py).
+    ``single_tag`` are tag-only images whose one tag is their mask (no background class,
+    cfg.single_tag=mask): the supervised stage trains on them beside the human masks.
     """
 
     data: LabelingData
@@ -54,6 +56,7 @@ class PipelineContext:
     segments: np.ndarray  # (len(targets), S, S) superpixels of the targets
     partial: PartialMasks
     segmenter_masks: Tensor  # masks, with the partial ones completed once use_completed ran
+    single_tag: list[int]
 
     @classmethod
     def build(
@@ -91,6 +94,11 @@ class PipelineContext:
             [] if cfg.partial_masks == "as_is" else train_masked,
             has_background,
         )
+        single_tag = (
+            [i for i in data.unmasked if len(data.tags[i]) == 1 and i not in data.no_pseudo]
+            if cfg.single_tag == "mask" and not has_background
+            else []
+        )
         return cls(
             data=data,
             cfg=cfg,
@@ -109,6 +117,7 @@ class PipelineContext:
             segments=segments,
             partial=partial,
             segmenter_masks=masks,
+            single_tag=single_tag,
         )
 
     @property
@@ -180,13 +189,25 @@ class PipelineContext:
         )
 
     def supervised_tensors(self) -> dict[str, Tensor]:
-        """The human-masked training images alone, repeated to about as many samples as
-        :meth:`segmenter_tensors` holds, so a supervised epoch takes as many optimizer
-        steps as a P-Net epoch (few masks would otherwise get a handful of steps)."""
-        n = len(self.train_masked)
-        repeats = max(1, round((n + len(self.targets)) / max(n, 1)))
+        """The human-masked training images (and the ``single_tag`` ones with their tag as
+        mask), repeated to about as many samples as :meth:`segmenter_tensors` holds, so a
+        supervised epoch takes as many optimizer steps as a P-Net epoch (few masks would
+        otherwise get a handful of steps)."""
+        rows = self.train_masked + self.single_tag
+        samples = len(self.train_masked) + len(self.targets)
+        repeats = max(1, round(samples / max(len(rows), 1)))
         none = torch.zeros(0, self.cfg.image_size, self.cfg.image_size)
-        return self._segmenter_rows(self.masks, self.train_masked * repeats, [], none, none)
+        return self._segmenter_rows(self._with_single_tags(), rows * repeats, [], none, none)
+
+    def _with_single_tags(self) -> Tensor:
+        """``masks`` with each ``single_tag`` image's tag on all of its pixels."""
+        if not self.single_tag:
+            return self.masks
+        masks = self.masks.clone()
+        for i in self.single_tag:
+            (tag,) = self.data.tags[i]
+            masks[i][self.valid[i]] = tag
+        return masks
 
     def use_completed(self, completion: Tensor) -> None:
         """Train the segmenters on the partial masks with their unpainted pixels labelled.
@@ -238,10 +259,12 @@ class PipelineContext:
 
     @property
     def taught_classes(self) -> list[int]:
-        """``learned_classes`` plus the weak categories some partial mask leaves unpainted:
-        the supervised stage learned those from the completed masks or the candidates."""
+        """``learned_classes`` plus the weak categories some partial mask leaves unpainted
+        or a ``single_tag`` image holds: the supervised stage learned those from the
+        completed masks or the candidates, and from those images' masks."""
         left_out = set().union(*self.partial.tags)  # no partial masks under as_is
-        return sorted(set(self.learned_classes) | (left_out & set(self.weak)))
+        single = {k for i in self.single_tag for k in self.data.tags[i]}
+        return sorted(set(self.learned_classes) | ((left_out | single) & set(self.weak)))
 
     def to_original(self, position: int, labels: Tensor) -> np.ndarray:
         """A target's (S, S) label map at its image's original size (nearest)."""

@@ -118,6 +118,31 @@ def make_shapes_dataset(
     return images, masks, tags
 
 
+def make_closeups(
+    n: int, categories: Sequence[int], size: int = 48, seed: int = 0
+) -> tuple[list[np.ndarray], list[np.ndarray], list[frozenset[int]]]:
+    """``n`` close-ups of the ``background=False`` data of make_shapes_dataset: each image
+    is one of ``categories`` (2.. for objects, 1 for the ground) filling the whole frame in
+    its texture, like a photo of a page of a book or a bed of flowers.
+
+    Returns images (HxWx3 uint8), masks (HxW uint8, the category everywhere) and tags.
+    """
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size]
+    images, masks, tags = [], [], []
+    for i in range(n):
+        k = int(categories[i % len(categories)])
+        ox, oy = rng.integers(0, 6, size=2)
+        image = np.zeros((size, size, 3))
+        texture = 5 if k == 1 else k - 2  # make_shapes_dataset's textures without background
+        _paint(image, np.ones((size, size), bool), _texture(texture, x + ox, y + oy), rng)
+        image += rng.normal(scale=6, size=image.shape)
+        images.append(np.clip(image, 0, 255).astype(np.uint8))
+        masks.append(np.full((size, size), k, dtype=np.uint8))
+        tags.append(frozenset({k}))
+    return images, masks, tags
+
+
 def split_strong_weak(
     masks: Sequence[np.ndarray],
     tags: Sequence[frozenset[int]],
