@@ -13,6 +13,7 @@ import numpy as np
 from bench.quality_data import Dataset, Setting, with_masks
 from bench.quality_runs import Run, restored_lnet, run_setting
 from bench.quality_scoring import Scorer, round_or_none, score
+from models.config import PipelineConfig
 from models.partial_masks import partial_images
 from models.pipeline import predict_transfer
 from models.transforms import labels_to_original, resized_shape
@@ -66,9 +67,17 @@ def make_row(
     }
 
 
+def delivery_cfg(cfg: PipelineConfig, model_state: dict[str, Any]) -> PipelineConfig:
+    """``cfg`` with the CAM prior weight the run delivered its masks with (fitted on the
+    held-out masks where cam_prior_fit=holdout): every segmenter row is scored with it."""
+    weight = float(model_state["config"].get("cam_prior", cfg.cam_prior))
+    return dataclasses.replace(cfg, cam_prior=weight)
+
+
 def stage_rows(ds: Dataset, run: Run, scorer: Scorer, key: str) -> list[dict[str, Any]]:
     """CAM, L-Net, P-Net and round rows of one pipeline run (positions = all of train)."""
-    result, setting, cfg = run.result, run.setting, run.cfg
+    result, setting = run.result, run.setting
+    cfg = delivery_cfg(run.cfg, result.model_state)
     unmasked = setting.unmasked_positions
     transfer = scorer.transfer(run.model_state("lnet"), cfg, setting)
     rows = []
@@ -202,7 +211,8 @@ def budget_rows(
             if "lnet" not in arm_run.result.resumed:
                 raise RuntimeError("the budget run did not restore L-Net")
             label = label_quality(ds, setting, arm_run.result.stage_masks["pnet"], common)
-            val = scorer.segmenter(arm_run.result.model_state, cfg, setting)
+            state = arm_run.result.model_state
+            val = scorer.segmenter(state, delivery_cfg(cfg, state), setting)
             pair[arm] = {
                 "images": picked,
                 "val_miou": val["tagged"]["miou"],

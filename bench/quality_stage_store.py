@@ -39,6 +39,9 @@ LATER_KNOBS = frozenset(
         # not weak_labels: the L-Net stage completes partial masks with the labels it names
         "weak_source",
         "budget_diversity",
+        # read only when the delivered nets predict
+        "cam_prior",
+        "cam_prior_fit",
     }
 )
 

@@ -231,6 +231,19 @@ class PipelineConfig:
         "of image_size (1: the training size); nets trained on downsized photos label them "
         "better nearer their own size",
     )
+    cam_prior: float = _knob(
+        0.0,
+        0.0,
+        20.0,
+        doc="delivered masks: weight of L-Net's standardised CAMs added to the segmenters' "
+        "log-probabilities before the argmax (0: the segmenters alone; models/cam_prior.py)",
+    )
+    cam_prior_fit: str = _knob(
+        "off",
+        choices=("off", "holdout"),
+        doc="holdout: the delivered masks' cam_prior is the weight (0 to 6) that scores best "
+        "on the run's held-out human masks, saved with the weights for later predictions",
+    )
     partial_masks: str = _knob(
         "complete",
         choices=("complete", "candidates", "as_is"),

@@ -13,8 +13,10 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models.budget import image_signals
+from models.cam_prior import cam_zscores, with_prior
 from models.config import PipelineConfig
 from models.label_transfer import transfer_labels
+from models.lnet import LNet
 from models.loader import content_box
 from models.networks import build_discriminator, build_lnet, build_segmenter
 from models.pnet import run_segmenters, same_frozen_prefix
@@ -64,6 +66,8 @@ def iter_ensemble(
     shapes: Sequence[tuple[int, int]] | None = None,
     zoom: float = 1.0,
     precision: str = "auto",
+    lnet: LNet | None = None,
+    cam_prior: float = 0.0,
 ) -> Iterator[EnsembleBatch]:
     """Flip-averaged, tag-constrained mean softmax of the segmenters, batch by batch.
 
@@ -71,7 +75,9 @@ def iter_ensemble(
     cropped to its box, as models.loader.Batches trains them (tight batches); outputs
     outside the box are 0 (probs, real) and True (agree). ``zoom`` other than 1 runs the
     segmenters on the box enlarged by that factor (PipelineConfig.inference_zoom);
-    ``precision`` is PipelineConfig.precision.
+    ``precision`` is PipelineConfig.precision. With ``lnet`` and ``cam_prior`` > 0 the
+    mean is re-weighted by L-Net's standardised CAMs (models/cam_prior.py) before the
+    discriminator and the argmax see it.
     """
     for module in [*segmenters, *([disc] if disc is not None else [])]:
         module.eval()
@@ -85,11 +91,21 @@ def iter_ensemble(
         agree = torch.ones(n, *size, dtype=torch.bool)
         real = torch.zeros(n, *size) if disc is not None else None
         rows = _rows_by_box(shapes[start : start + n], size) if shapes else {size: list(range(n))}
+        prior = None
+        if lnet is not None and cam_prior > 0:
+            inside = (
+                valid_mask(shapes[start : start + n], size[0]).to(device)
+                if shapes
+                else torch.ones(n, *size, dtype=torch.bool, device=device)
+            )
+            prior = cam_zscores(lnet, x, inside)
         for (h, w), index in rows.items():
             xb = x[index, :, :h, :w]
             with autocast(device, precision):
                 each = _flip_averaged(segmenters, xb, ok[index], share, zoom)
                 mean = torch.stack(each).mean(0)
+                if prior is not None:
+                    mean = with_prior(mean, prior[index, :, :h, :w], ok[index], cam_prior)
                 if real is not None:
                     real[index, :h, :w] = torch.sigmoid(disc(mean, xb).float())[:, 0].cpu()  # type: ignore[misc]
             labels = [p.argmax(1) for p in each]
@@ -143,6 +159,8 @@ def label_images(
     device: torch.device,
     zoom: float = 1.0,
     precision: str = "auto",
+    lnet: LNet | None = None,
+    cam_prior: float = 0.0,
     on_progress: Callable[[float], None] | None = None,
 ) -> list[Prediction]:
     """Final masks, confidences, region scores and budget signals at original size."""
@@ -157,6 +175,8 @@ def label_images(
         shapes=shapes,
         zoom=zoom,
         precision=precision,
+        lnet=lnet,
+        cam_prior=cam_prior,
     ):
         assert batch.real is not None
         for j in range(len(batch.probs)):
@@ -221,6 +241,11 @@ class Predictor:
         self.disc = build_discriminator(
             self.num_classes, self.cfg, self.device, model_state["disc"]
         )
+        self.lnet = (
+            build_lnet(self.num_classes, self.cfg, self.device, model_state["lnet"])
+            if self.cfg.cam_prior > 0
+            else None
+        )
 
     def __call__(
         self, images: Sequence[np.ndarray], tags: Sequence[frozenset[int]]
@@ -241,6 +266,8 @@ class Predictor:
             device=self.device,
             zoom=self.cfg.inference_zoom,
             precision=self.cfg.precision,
+            lnet=self.lnet,
+            cam_prior=self.cfg.cam_prior,
         )
 
 

@@ -246,7 +246,7 @@ def _result(
     """Predict with the delivered nets and gather the run's result."""
     current, kept = outcome.nets, outcome.report
     quality = {int(c): float(v) for c, v in kept["iou"].items()}
-    final = stages.run("predict", lambda p: predict_stage(ctx, current, quality, p))
+    final = stages.run("predict", lambda p: predict_stage(ctx, current, quality, p, lnet))
     # which stage's nets labelled the images (suggestions read their held-out IoU)
     metrics["predict"] = {**final["metrics"]["predict"], "nets_from": outcome.stage}
     positions = ctx.unmasked_positions
@@ -272,7 +272,8 @@ def _result(
             **{n: current[n] for n in ("s_a", "s_b", "disc")},
             "num_classes": ctx.num_classes,
             "has_background": ctx.has_background,
-            "config": ctx.cfg.to_dict(),
+            # the weight the delivered masks used (fitted where cam_prior_fit=holdout)
+            "config": {**ctx.cfg.to_dict(), "cam_prior": final.get("cam_prior", ctx.cfg.cam_prior)},
         },
         budget=[BudgetItem(b["index"], b["score"], b["reasons"]) for b in final["budget"]],
         rounds_run=outcome.rounds_run,

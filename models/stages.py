@@ -14,6 +14,7 @@ from torch import Tensor
 
 from models.budget import rank_for_annotation
 from models.calibration import Calibration, calibrate_background
+from models.cam_prior_fit import fit_weight
 from models.config import PipelineConfig
 from models.context import PipelineContext
 from models.inference import Prediction, label_images
@@ -313,9 +314,23 @@ def predict_stage(
     nets_state: dict[str, Any],
     class_quality: dict[int, float],
     progress: StageProgress,
+    lnet: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The delivered masks of the tag-only images and the annotation budget; ``lnet`` (its
+    stage's state) gives the CAM prior where cfg.cam_prior > 0 or its weight is fitted
+    on the held-out masks (cam_prior_fit=holdout)."""
     started = time.perf_counter()
+    cfg = ctx.cfg
     nets = SegmenterNets.build(ctx, nets_state)
+    fitting = cfg.cam_prior_fit == "holdout" and bool(ctx.holdout)
+    prior_net = (
+        build_lnet(ctx.num_classes, cfg, ctx.device, lnet["lnet"])
+        if lnet is not None and (cfg.cam_prior > 0 or fitting)
+        else None
+    )
+    weight, fit_scores = cfg.cam_prior, {}
+    if fitting and prior_net is not None:
+        weight, fit_scores = fit_weight(ctx, [nets.s_a, nets.s_b], prior_net)
     positions = ctx.unmasked_positions
     indices = [ctx.targets[p] for p in positions]
     preds: list[Prediction] = label_images(
@@ -330,6 +345,8 @@ def predict_stage(
         device=ctx.device,
         zoom=ctx.cfg.inference_zoom,
         precision=ctx.cfg.precision,
+        lnet=prior_net,
+        cam_prior=weight,
         on_progress=lambda f: progress(0.9 * f, {}),
     )
     budget = rank_for_annotation(
@@ -346,7 +363,14 @@ def predict_stage(
         "confidence": [torch.from_numpy(p.confidence) for p in preds],
         "regions": [p.regions for p in preds],
         "budget": [b.to_dict() for b in budget],
+        "cam_prior": weight,
         "metrics": {
-            "predict": {"images": len(preds), "seconds": round(time.perf_counter() - started, 2)}
+            "predict": {
+                "images": len(preds),
+                "seconds": round(time.perf_counter() - started, 2),
+                "cam_prior": weight,
+                # held-out mIoU per tried weight (cam_prior_fit=holdout)
+                "cam_prior_fit": fit_scores,
+            }
         },
     }
