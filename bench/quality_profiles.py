@@ -100,7 +100,8 @@ PROFILES: dict[str, Profile] = {
         "supervised 20 / P-Net a relay of two students x 12 (continued at 0.25 lr, "
         "blended 0.5; cutmix, photometric; 200 batches at least) "
         "/ 1 round x 2 epochs, one seeded half for transfer, budget 32 masks, three "
-        "seed pairs of arms at supervised 3 / P-Net 2",
+        "seed pairs of arms at supervised 3 / P-Net 2; partial masks as candidates taught on by "
+        "the supervised nets (transfer); CAM prior weight fitted on the held-out masks",
     ),
     # A lent GPU: full resolution (MSRC's longer side is 320 px), wider, both halves.
     "gpu": Profile(
