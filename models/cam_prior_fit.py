@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import numpy as np
+import torch
 from torch import nn
 
 from models.cam_prior import cam_zscores, with_prior
 from models.context import PipelineContext
 from models.inference import iter_ensemble
 from models.lnet import LNet
-from models.metrics import evaluate
 from models.pseudo import allowed_classes
-from models.transforms import labels_to_original
 
 # Weights the held-out fit tries (cam_prior_fit=holdout): MSRC transfer's supervised nets
 # scored best near 3, synthetic shapes (where the segmenters beat the CAM) at 0.
@@ -34,11 +32,15 @@ def fit_weight(
     masks. Only categories the held-out masks paint count, so under transfer the weight
     is chosen for the painted half."""
     held = set(ctx.holdout)
-    indices = [i for i in ctx.targets if i in held]
+    positions = [p for p, i in enumerate(ctx.targets) if i in held]
+    indices = [ctx.targets[p] for p in positions]
     if not indices:
         return 0.0, {}
     allowed = allowed_classes(ctx.tags[indices], ctx.has_background)
-    preds: dict[float, list[np.ndarray]] = {w: [] for w in FIT_GRID}
+    # target label maps as ctx.evaluate reads them: only the held-out positions are filled
+    size = ctx.cfg.image_size
+    empty = torch.full((len(ctx.targets), size, size), 255, dtype=torch.uint8)
+    labels = {w: empty.clone() for w in FIT_GRID}
     for batch in iter_ensemble(
         segmenters,
         None,
@@ -50,18 +52,13 @@ def fit_weight(
         zoom=ctx.cfg.inference_zoom,
         precision=ctx.cfg.precision,
     ):
-        rows = indices[batch.start : batch.start + len(batch.probs)]
+        span = slice(batch.start, batch.start + len(batch.probs))
+        rows = indices[span]
         z = cam_zscores(lnet, ctx.images[rows].to(ctx.device), ctx.valid[rows].to(ctx.device))
-        ok = allowed[batch.start : batch.start + len(rows)]
         for w in FIT_GRID:
-            labels = with_prior(batch.probs, z.cpu(), ok, w).argmax(1)
-            for j, i in enumerate(rows):
-                shape, original = ctx.shapes[i], ctx.data.images[i].shape[:2]
-                preds[w].append(labels_to_original(labels[j], shape, original))
-    gts = [ctx.data.masks[i] for i in indices]
-    scores = {
-        str(w): float(evaluate(preds[w], gts, ctx.num_classes + 1, ctx.strong, ctx.weak)["miou"])  # type: ignore[arg-type]
-        for w in FIT_GRID
-    }
+            labels[w][positions[span]] = (
+                with_prior(batch.probs, z.cpu(), allowed[span], w).argmax(1).to(torch.uint8)
+            )
+    scores = {str(w): float(ctx.evaluate(labels[w])["miou"]) for w in FIT_GRID}  # type: ignore[arg-type]
     best = max(FIT_GRID, key=lambda w: (scores[str(w)], -w))
     return best, scores
