@@ -74,6 +74,20 @@ def delivery_cfg(cfg: PipelineConfig, model_state: dict[str, Any]) -> PipelineCo
     return dataclasses.replace(cfg, cam_prior=weight)
 
 
+def teacher_priors(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The CAM prior of the labels that taught P-Net (cam_prior_labels=teachers): each
+    teacher's weight and its relabelled targets' held-out mIoU."""
+    priors = {
+        key.removesuffix("_prior"): {
+            "cam_prior": report["cam_prior"],
+            "holdout_miou": round_or_none(report.get("miou")),
+        }
+        for key, report in metrics.items()
+        if key.endswith("_prior")
+    }
+    return {"teacher_priors": priors} if priors else {}
+
+
 def stage_rows(ds: Dataset, run: Run, scorer: Scorer, key: str) -> list[dict[str, Any]]:
     """CAM, L-Net, P-Net and round rows of one pipeline run (positions = all of train)."""
     result, setting = run.result, run.setting
@@ -101,12 +115,14 @@ def stage_rows(ds: Dataset, run: Run, scorer: Scorer, key: str) -> list[dict[str
                 cumulative=run.clock.cumulative(timing),
                 holdout_miou=round_or_none(held.get("miou")),
                 rolled_back=bool(held.get("rolled_back", False)),
+                **(teacher_priors(result.metrics) if stage == "pnet" else {}),
             )
         )
     # The final network: the last segmenter stage that was kept (a rolled-back P-Net or
     # round restores the previous stage's nets, which the run then delivers).
     final = [r for r in rows if r["stage"] not in ("cam", "lnet") and not r["rolled_back"]][-1]
     final["final"] = True
+    final["cam_prior"] = cfg.cam_prior  # the weight the delivered masks were predicted with
     if unmasked:  # what the run delivers: predict-stage masks at original size, no 255
         delivered = {label.index: label.mask for label in result.labels}
         final["label_delivered"] = label_quality(ds, setting, delivered, unmasked)

@@ -42,6 +42,8 @@ LATER_KNOBS = frozenset(
         # read only when the delivered nets predict
         "cam_prior",
         "cam_prior_fit",
+        # read by P-Net's stage, which re-labels the restored supervised nets' targets
+        "cam_prior_labels",
     }
 )
 

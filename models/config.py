@@ -244,6 +244,13 @@ class PipelineConfig:
         doc="holdout: the delivered masks' cam_prior is the weight (0 to 6) that scores best "
         "on the run's held-out human masks, saved with the weights for later predictions",
     )
+    cam_prior_labels: str = _knob(
+        "delivered",
+        choices=("delivered", "teachers"),
+        doc="where the CAM prior (cam_prior, cam_prior_fit) applies: the delivered masks "
+        "alone (delivered), or also the labels that teach P-Net, the supervised nets' and a "
+        "relay's fresh student's, each with its own weight (teachers)",
+    )
     partial_masks: str = _knob(
         "complete",
         choices=("complete", "candidates", "as_is"),

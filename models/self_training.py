@@ -25,6 +25,7 @@ from models.backbone import fitted_state
 from models.context import PipelineContext
 from models.discriminator import Discriminator
 from models.inference import iter_ensemble
+from models.lnet import LNet
 from models.loader import Batches, Perturbation, PerturbedBatches
 from models.losses import IGNORE
 from models.mixing import cutmix_pseudo
@@ -96,8 +97,11 @@ class TargetPrediction:
     real: Tensor  # (n, S, S) float32 Dsc "real" probability
 
 
-def predict_targets(ctx: PipelineContext, nets: SegmenterNets) -> TargetPrediction:
-    """Ensemble prediction of every target image."""
+def predict_targets(
+    ctx: PipelineContext, nets: SegmenterNets, lnet: LNet | None = None, cam_prior: float = 0.0
+) -> TargetPrediction:
+    """Ensemble prediction of every target image (with L-Net's CAM prior at weight
+    ``cam_prior`` where ``lnet`` is given: models/cam_prior.py)."""
     images = ctx.images[ctx.targets]
     allowed = allowed_classes(ctx.tags[ctx.targets], ctx.has_background)
     parts: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
@@ -111,6 +115,8 @@ def predict_targets(ctx: PipelineContext, nets: SegmenterNets) -> TargetPredicti
         shapes=[ctx.shapes[i] for i in ctx.targets],
         zoom=ctx.cfg.inference_zoom,
         precision=ctx.cfg.precision,
+        lnet=lnet,
+        cam_prior=cam_prior,
     ):
         confidence, labels = batch.probs.max(1)
         assert batch.real is not None

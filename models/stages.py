@@ -266,16 +266,26 @@ def pnet_stage(
             **kw,
         )
 
-    teacher, first = supervised, None
+    prior_net = _prior_net(ctx, lnet) if cfg.cam_prior_labels == "teachers" else None
+    prior_metrics: dict[str, Any] = {}
+
+    def with_prior(name: str, teacher: dict[str, Any] | None) -> dict[str, Any] | None:
+        if teacher is None or prior_net is None:
+            return teacher
+        teacher, metrics = teacher_with_prior(ctx, name, teacher, prior_net)
+        prior_metrics.update(metrics)
+        return teacher
+
+    teacher, first = with_prior("supervised", supervised), None
     if relay:
         first = train(
             "pnet_fresh",
             _starting_nets(ctx, lnet),
-            supervised,
+            teacher,
             progress=lambda f, m: progress(0.5 * f, m),
             teaches=True,
         )
-        teacher = first
+        teacher = with_prior("pnet_fresh", first)
     nets = _starting_nets(ctx, lnet) if fresh else SegmenterNets.build(ctx, supervised)
     result = train(
         "pnet",
@@ -284,8 +294,8 @@ def pnet_stage(
         progress=(lambda f, m: progress(0.5 + 0.5 * f, m)) if relay else progress,
         continued=not fresh,
     )
-    if first is not None:
-        result["metrics"] = {**first["metrics"], **result["metrics"]}
+    first_metrics = {} if first is None else first["metrics"]
+    result["metrics"] = {**first_metrics, **prior_metrics, **result["metrics"]}
     return result
 
 
@@ -309,6 +319,48 @@ def round_stage(
     return {**nets.state(), "labels": labels, "metrics": {f"round_{round_index}": metrics}}
 
 
+def _prior_net(ctx: PipelineContext, lnet: dict[str, Any] | None) -> LNet | None:
+    """L-Net (from its stage's state) for the CAM prior, or None where none applies."""
+    cfg = ctx.cfg
+    fitting = cfg.cam_prior_fit == "holdout" and bool(ctx.holdout)
+    if lnet is None or not (cfg.cam_prior > 0 or fitting):
+        return None
+    return build_lnet(ctx.num_classes, cfg, ctx.device, lnet["lnet"])
+
+
+def _prior_weight(
+    ctx: PipelineContext, nets: SegmenterNets, prior_net: LNet | None
+) -> tuple[float, dict[str, float]]:
+    """The CAM prior's weight for ``nets``: cfg.cam_prior, or the one fitted on the held-out
+    masks (cam_prior_fit=holdout), with every tried weight's held-out mIoU."""
+    cfg = ctx.cfg
+    if prior_net is None:
+        return cfg.cam_prior, {}
+    if cfg.cam_prior_fit == "holdout" and ctx.holdout:
+        return fit_weight(ctx, [nets.s_a, nets.s_b], prior_net)
+    return cfg.cam_prior, {}
+
+
+def teacher_with_prior(
+    ctx: PipelineContext, name: str, teacher: dict[str, Any], prior_net: LNet
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A teaching stage's labels of the targets (and its filtered labels) predicted again
+    with the CAM prior at the weight that suits its nets (cam_prior_labels=teachers), and
+    the metrics ``<name>_prior``: the weight, the fit and the new labels' held-out report."""
+    started = time.perf_counter()
+    nets = SegmenterNets.build(ctx, teacher)
+    weight, scores = _prior_weight(ctx, nets, prior_net)
+    report: dict[str, Any] = {"cam_prior": weight, "cam_prior_fit": scores}
+    if weight > 0:
+        pred = predict_targets(ctx, nets, prior_net, weight)
+        teacher = {**teacher, "labels": pred.labels}
+        if "pseudo" in teacher:  # pnet_labels=filtered
+            teacher["pseudo"], teacher["weight"], _, _ = filter_pseudo_labels(ctx, pred)
+        report.update(ctx.evaluate(pred.labels))
+    report["seconds"] = round(time.perf_counter() - started, 2)
+    return teacher, {f"{name}_prior": report}
+
+
 def predict_stage(
     ctx: PipelineContext,
     nets_state: dict[str, Any],
@@ -320,17 +372,9 @@ def predict_stage(
     stage's state) gives the CAM prior where cfg.cam_prior > 0 or its weight is fitted
     on the held-out masks (cam_prior_fit=holdout)."""
     started = time.perf_counter()
-    cfg = ctx.cfg
     nets = SegmenterNets.build(ctx, nets_state)
-    fitting = cfg.cam_prior_fit == "holdout" and bool(ctx.holdout)
-    prior_net = (
-        build_lnet(ctx.num_classes, cfg, ctx.device, lnet["lnet"])
-        if lnet is not None and (cfg.cam_prior > 0 or fitting)
-        else None
-    )
-    weight, fit_scores = cfg.cam_prior, {}
-    if fitting and prior_net is not None:
-        weight, fit_scores = fit_weight(ctx, [nets.s_a, nets.s_b], prior_net)
+    prior_net = _prior_net(ctx, lnet)
+    weight, fit_scores = _prior_weight(ctx, nets, prior_net)
     positions = ctx.unmasked_positions
     indices = [ctx.targets[p] for p in positions]
     preds: list[Prediction] = label_images(

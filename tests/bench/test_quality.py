@@ -292,3 +292,22 @@ def test_full_val_skips_the_reference_run_and_scales_by_it(folder: Path) -> None
     assert set(out["settings"]) == {"tags_only"}
     summary = out["settings"]["tags_only"]
     assert summary["pct_of_full"] == round(100 * summary["val_miou"] / 0.5, 1)
+
+
+def test_rows_report_the_cam_prior_of_teachers_and_delivered_masks(folder: Path) -> None:
+    out = run_quick(
+        folder,
+        "--settings",
+        "transfer",
+        "--full-val",
+        "0.5",
+        "--set",
+        "cam_prior=2",
+        "--set",
+        "cam_prior_labels=teachers",
+    )
+    rows = [r for r in out["rows"] if r["setting"] == "transfer"]
+    pnet = next(r for r in rows if r.get("stage") == "pnet")
+    assert pnet["teacher_priors"]["supervised"]["cam_prior"] == 2.0
+    assert 0.0 <= pnet["teacher_priors"]["supervised"]["holdout_miou"] <= 1.0
+    assert [r["cam_prior"] for r in rows if r.get("final")] == [2.0]

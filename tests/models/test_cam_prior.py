@@ -11,10 +11,12 @@ import torch
 from models import PipelineConfig, PipelineResult, run_pipeline
 from models.cam_prior import cam_zscores, with_prior
 from models.cam_prior_fit import FIT_GRID
+from models.context import PipelineContext
 from models.inference import _prepare, predict
 from models.metrics import evaluate
 from models.networks import build_lnet
 from models.pseudo import allowed_classes
+from models.stages import teacher_with_prior
 from models.transforms import multi_hot, valid_mask
 from tests.models.test_partial_masks import CFG, STRONG, _transfer_data
 from tests.synthetic import make_shapes_dataset
@@ -50,12 +52,30 @@ def test_cam_zscores_are_standardised_inside_each_image_and_zero_for_background(
         assert torch.allclose(inside.std(1, unbiased=False), torch.ones(4), atol=1e-3)
 
 
+TRANSFER_CFG = dataclasses.replace(
+    CFG,
+    partial_masks="candidates",
+    rounds=0,
+    epochs_supervised=6,
+    epochs_pnet=4,
+    cam_prior_fit="holdout",
+    cam_prior_labels="teachers",
+)
+
+
 @pytest.fixture(scope="module")
-def transfer_result() -> PipelineResult:
+def transfer_stages() -> tuple[PipelineResult, dict[str, dict]]:
+    """A transfer run with the fitted prior on its teachers' and its delivered labels, and
+    the states of its stages."""
     data, _ = _transfer_data()
-    cfg = dataclasses.replace(CFG, partial_masks="candidates", rounds=0, epochs_supervised=6)
-    cfg = dataclasses.replace(cfg, epochs_pnet=4, cam_prior_fit="holdout")
-    return run_pipeline(data, cfg)
+    states: dict[str, dict] = {}
+    result = run_pipeline(data, TRANSFER_CFG, save_stage=states.__setitem__)
+    return result, states
+
+
+@pytest.fixture(scope="module")
+def transfer_result(transfer_stages: tuple[PipelineResult, dict[str, dict]]) -> PipelineResult:
+    return transfer_stages[0]
 
 
 @pytest.fixture(scope="module")
@@ -73,8 +93,9 @@ def test_the_held_out_masks_pick_a_weight_that_does_not_hurt(
 ) -> None:
     """On these shapes the segmenters beat the CAM: on fresh images with every category a
     fixed weight of 3 costs 0.08 mIoU. The held-out masks paint only the strong half
-    (transfer), so the fit sees those categories alone; it picked 1.0 here (held-out
-    +0.023 over 0), which costs 0.016 on the fresh images: far less than a fixed weight.
+    (transfer), so the fit sees those categories alone; it picked 1.0 (fresh images
+    -0.016) before the teachers' labels took the prior too, 0.5 (-0.004) since: far less
+    than a fixed weight.
     The saved config carries the fitted weight to later predictions."""
     fit = transfer_result.metrics["predict"]
     scores = fit["cam_prior_fit"]
@@ -119,3 +140,50 @@ def test_the_prior_reaches_the_delivered_masks(transfer_run: dict) -> None:
     )
     assert np.mean(agree) >= 0.9
     assert changed > 0.01
+
+
+def test_the_teachers_labels_take_the_weight_fitted_for_their_nets(
+    transfer_result: PipelineResult,
+) -> None:
+    """cam_prior_labels=teachers: the supervised nets' labels that teach P-Net are predicted
+    again with the weight their own held-out fit chose, and score what the fit said."""
+    report = transfer_result.metrics["supervised_prior"]
+    scores = report["cam_prior_fit"]
+    assert set(scores) == {str(w) for w in FIT_GRID}
+    chosen = report["cam_prior"]
+    assert scores[str(chosen)] == max(scores.values())
+    supervised = transfer_result.metrics["supervised"]["miou"]
+    print(f"\nsupervised labels: held-out {supervised:.3f}, with the prior at {chosen}: {scores}")
+    assert scores["0.0"] == pytest.approx(supervised, abs=0.01)
+    if chosen > 0:
+        assert report["miou"] == pytest.approx(scores[str(chosen)], abs=0.01)
+        assert report["miou"] > supervised
+
+
+def test_a_teachers_prior_relabels_its_targets_and_its_filtered_labels(
+    transfer_stages: tuple[PipelineResult, dict[str, dict]],
+) -> None:
+    """A heavy fixed weight makes the supervised stage's labels of the targets the CAM's
+    argmax over each image's tags, and the filtered labels P-Net trains on follow them."""
+    _, states = transfer_stages
+    data, _ = _transfer_data()
+    cfg = dataclasses.replace(TRANSFER_CFG, cam_prior=20.0, cam_prior_fit="off")
+    ctx = PipelineContext.build(data, cfg, torch.device("cpu"))
+    lnet = build_lnet(ctx.num_classes, cfg, ctx.device, states["lnet"]["lnet"])
+    teacher = states["supervised"]
+    relabelled, metrics = teacher_with_prior(ctx, "supervised", teacher, lnet)
+    assert metrics["supervised_prior"]["cam_prior"] == 20.0
+    images = ctx.images[ctx.targets]
+    valid = ctx.valid[ctx.targets]
+    z = cam_zscores(lnet, images, valid)
+    allowed = allowed_classes(ctx.tags[ctx.targets], ctx.has_background).bool()
+    z_argmax = z.masked_fill(~allowed[:, :, None, None], -1e9).argmax(1)
+    agree = float((relabelled["labels"][valid] == z_argmax[valid]).float().mean())
+    before = float((teacher["labels"][valid] == z_argmax[valid]).float().mean())
+    kept = relabelled["pseudo"] != 255
+    follows = float((relabelled["pseudo"][kept] == relabelled["labels"][kept]).float().mean())
+    print(f"\nagreement with the CAM argmax: {before:.3f} before, {agree:.3f} with the prior")
+    assert agree >= 0.9
+    assert agree > before + 0.05
+    assert follows == 1.0
+    assert not torch.equal(relabelled["pseudo"], teacher["pseudo"])
