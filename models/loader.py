@@ -28,7 +28,8 @@ class Batches:
 
     Args:
         tensors: name → tensor with the sample count as first dimension.
-        batch_size: samples per batch (the last batch may be smaller).
+        batch_size: samples per batch (the last one of each orientation may be smaller;
+            a single sample left over joins a neighbouring batch instead).
         seed: seeds the order and the flips.
         shuffle: draw a random order each epoch.
         flip: flip a random half of each batch.
@@ -72,10 +73,11 @@ class Batches:
     def _chunks(self, order: Tensor) -> list[Tensor]:
         """``order`` in batches; with extents, landscape and portrait rows apart."""
         if self.extents is None:
-            return list(order.split(self.batch_size))
+            return _without_singles(list(order.split(self.batch_size)))
         landscape = self.extents[order, 1] >= self.extents[order, 0]
         groups = (order[landscape], order[~landscape])
-        return [chunk for group in groups if len(group) for chunk in group.split(self.batch_size)]
+        chunks = [chunk for group in groups if len(group) for chunk in group.split(self.batch_size)]
+        return _without_singles(chunks)
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         order = (
@@ -123,6 +125,22 @@ class Batches:
             y = F.grid_sample(x, grid, mode="bilinear" if image else "nearest", align_corners=False)
             out[name] = y if image else y[:, 0].to(t.dtype)
         return out
+
+
+def _without_singles(chunks: list[Tensor]) -> list[Tensor]:
+    """``chunks`` with every batch of one sample joined to a neighbour: batch norm in
+    training mode cannot normalise a single sample's 1x1 map (the quick profile's 32 px
+    images reach one at the encoder's end) and learns noise from any one-sample batch."""
+    out: list[Tensor] = []
+    for chunk in chunks:
+        if len(chunk) == 1 and out:
+            out[-1] = torch.cat([out[-1], chunk])
+        else:
+            out.append(chunk)
+    if len(out) > 1 and len(out[0]) == 1:
+        out[1] = torch.cat([out[0], out[1]])
+        out.pop(0)
+    return out
 
 
 def extents_of(valid: Tensor) -> Tensor:

@@ -45,6 +45,25 @@ def test_batches_keep_orientations_apart_and_crop_to_their_content() -> None:
     assert len(loose) == 3 and all(b["image"].shape[-2:] == (SIZE, SIZE) for b in loose)
 
 
+def test_no_batch_holds_a_single_sample() -> None:
+    """A leftover sample joins a neighbouring batch: batch norm in training mode fails on a
+    one-sample batch whose map is 1x1 (the quick profile's 32 px images at the trunk's end)."""
+    x, shapes = _photos()
+    valid = valid_mask(shapes, SIZE)
+    tensors = {"image": x, "valid": valid, "row": torch.arange(len(x))}
+    # 7 landscape → 3 + 3 + 1, 3 portrait → 3: the single landscape joins its group's last
+    tight = list(Batches(tensors, 3, seed=2))
+    assert sorted(len(b["row"]) for b in tight) == [3, 3, 4]
+    assert sorted(r for b in tight for r in b["row"].tolist()) == list(range(10))
+    # one landscape photo beside three portrait ones: it joins them, cropped to both
+    few = {name: t[6:] for name, t in tensors.items()}
+    mixed = list(Batches(few, 4, seed=2))
+    assert len(mixed) == 1 and mixed[0]["image"].shape[-2:] == (96, 96)
+    loose = list(Batches(tensors, 3, seed=2, tight=False))  # 10 → 3 + 3 + 4
+    assert [len(b["row"]) for b in loose] == [3, 3, 4]
+    assert [len(b["row"]) for b in Batches({"row": torch.arange(1)}, 4)] == [1]
+
+
 def test_extents_and_box_round_up_to_the_stride() -> None:
     valid = valid_mask([(60, 90), (50, 96)], SIZE)
     assert extents_of(valid).tolist() == [[60, 90], [50, 96]]
