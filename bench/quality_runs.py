@@ -88,6 +88,7 @@ class Run:
             **nets,
             "num_classes": self.result.model_state["num_classes"],
             "has_background": self.result.has_background,
+            "weak_classes": self.result.weak_classes,
             "config": self.cfg.to_dict(),
         }
 

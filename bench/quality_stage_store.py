@@ -42,6 +42,7 @@ LATER_KNOBS = frozenset(
         # read only when the delivered nets predict
         "cam_prior",
         "cam_prior_fit",
+        "cam_prior_weak",
         # read by P-Net's stage, which re-labels the restored supervised nets' targets
         "cam_prior_labels",
     }

@@ -14,6 +14,8 @@ as in ``cam_rule=zscore``) and 0 for background, which has no CAM.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor
 from torch.nn import functional as F
@@ -39,12 +41,32 @@ def cam_zscores(lnet: LNet, images: Tensor, valid: Tensor) -> Tensor:
     return F.pad(z, (0, 0, 0, 0, 1, 0))
 
 
-def with_prior(probs: Tensor, prior: Tensor, allowed: Tensor, weight: float) -> Tensor:
-    """softmax(log probs + weight · prior) over the allowed classes.
+def prior_weights(
+    num_classes: int, weight: float, weak: Sequence[int], weak_scale: float
+) -> Tensor:
+    """(K+1,) weight of each class's CAM: ``weight``, times ``weak_scale`` for the weak
+    categories (cam_prior_weak). The segmenters know a weak category only from pseudo
+    labels that came from the CAM in the first place, so the CAM can be trusted more there
+    than where human masks taught them."""
+    weights = torch.full((num_classes + 1,), float(weight))
+    weights[list(weak)] *= weak_scale
+    return weights
+
+
+def applies(weight: float | Tensor) -> bool:
+    """Whether a prior of this weight (one, or one per class) changes anything."""
+    return bool(torch.as_tensor(weight).max() > 0)
+
+
+def with_prior(probs: Tensor, prior: Tensor, allowed: Tensor, weight: float | Tensor) -> Tensor:
+    """softmax(log probs + weight · prior) over the allowed classes; ``weight`` one number
+    or one per class (prior_weights).
 
     Shape:
-        probs, prior (N, C, H, W); allowed (N, C) bool → (N, C, H, W)
+        probs, prior (N, C, H, W); allowed (N, C) bool; weight () or (C,) → (N, C, H, W)
     """
+    if isinstance(weight, Tensor):
+        weight = weight.to(prior.device).view(1, -1, 1, 1)
     logits = probs.float().clamp_min(1e-6).log() + weight * prior.float()
     logits = logits.masked_fill(~allowed.bool()[:, :, None, None], float("-inf"))
     return torch.softmax(logits, dim=1)

@@ -28,9 +28,10 @@ def fit_weight(
     ctx: PipelineContext, segmenters: Sequence[nn.Module], lnet: LNet
 ) -> tuple[float, dict[str, float]]:
     """The weight of FIT_GRID whose predictions of the held-out human masks score the best
-    mIoU (ties: the smaller weight), and every weight's score; (0, {}) without held-out
-    masks. Only categories the held-out masks paint count, so under transfer the weight
-    is chosen for the painted half."""
+    mIoU over the categories they paint (ties: the smaller weight), and every weight's
+    score; (0, {}) without held-out masks. Under transfer the held-out masks paint the
+    strong half only, so the weight is chosen on those categories (a weak one predicted
+    where they paint a strong one still lowers that one's IoU)."""
     held = set(ctx.holdout)
     positions = [p for p, i in enumerate(ctx.targets) if i in held]
     indices = [ctx.targets[p] for p in positions]
@@ -57,8 +58,12 @@ def fit_weight(
         z = cam_zscores(lnet, ctx.images[rows].to(ctx.device), ctx.valid[rows].to(ctx.device))
         for w in FIT_GRID:
             labels[w][positions[span]] = (
-                with_prior(batch.probs, z.cpu(), allowed[span], w).argmax(1).to(torch.uint8)
+                with_prior(batch.probs, z.cpu(), allowed[span], ctx.prior_weights(w))
+                .argmax(1)
+                .to(torch.uint8)
             )
-    scores = {str(w): float(ctx.evaluate(labels[w])["miou"]) for w in FIT_GRID}  # type: ignore[arg-type]
+    # miou_gt: under transfer the held-out masks leave the weak categories unpainted, and
+    # "miou" would count each weak category predicted on a painted pixel as an IoU of 0
+    scores = {str(w): float(ctx.evaluate(labels[w])["miou_gt"]) for w in FIT_GRID}  # type: ignore[arg-type]
     best = max(FIT_GRID, key=lambda w: (scores[str(w)], -w))
     return best, scores

@@ -244,6 +244,14 @@ class PipelineConfig:
         doc="holdout: the delivered masks' cam_prior is the weight (0 to 6) that scores best "
         "on the run's held-out human masks, saved with the weights for later predictions",
     )
+    cam_prior_weak: float = _knob(
+        1.0,
+        0.0,
+        10.0,
+        doc="the CAM prior's weight of the weak categories (fewer than min_masks_per_class "
+        "human masks) as a multiple of cam_prior: the segmenters learned those from "
+        "CAM-made pseudo labels, and the held-out masks that fit cam_prior barely paint them",
+    )
     cam_prior_labels: str = _knob(
         "delivered",
         choices=("delivered", "teachers"),

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from models.cam_prior import prior_weights
 from models.config import PipelineConfig
 from models.data import LabelingData, holdout_split
 from models.errors import NotEnoughData
@@ -265,6 +266,11 @@ class PipelineContext:
         left_out = set().union(*self.partial.tags)  # no partial masks under as_is
         single = {k for i in self.single_tag for k in self.data.tags[i]}
         return sorted(set(self.learned_classes) | ((left_out | single) & set(self.weak)))
+
+    def prior_weights(self, weight: float) -> Tensor:
+        """(K+1,) CAM prior weights for a base ``weight`` (cfg.cam_prior_weak on the weak
+        categories: models.cam_prior.prior_weights)."""
+        return prior_weights(self.num_classes, weight, self.weak, self.cfg.cam_prior_weak)
 
     def to_original(self, position: int, labels: Tensor) -> np.ndarray:
         """A target's (S, S) label map at its image's original size (nearest)."""

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from models.budget import image_signals
-from models.cam_prior import cam_zscores, with_prior
+from models.cam_prior import applies, cam_zscores, prior_weights, with_prior
 from models.config import PipelineConfig
 from models.label_transfer import transfer_labels
 from models.lnet import LNet
@@ -67,7 +67,7 @@ def iter_ensemble(
     zoom: float = 1.0,
     precision: str = "auto",
     lnet: LNet | None = None,
-    cam_prior: float = 0.0,
+    cam_prior: float | Tensor = 0.0,
 ) -> Iterator[EnsembleBatch]:
     """Flip-averaged, tag-constrained mean softmax of the segmenters, batch by batch.
 
@@ -75,9 +75,10 @@ def iter_ensemble(
     cropped to its box, as models.loader.Batches trains them (tight batches); outputs
     outside the box are 0 (probs, real) and True (agree). ``zoom`` other than 1 runs the
     segmenters on the box enlarged by that factor (PipelineConfig.inference_zoom);
-    ``precision`` is PipelineConfig.precision. With ``lnet`` and ``cam_prior`` > 0 the
-    mean is re-weighted by L-Net's standardised CAMs (models/cam_prior.py) before the
-    discriminator and the argmax see it.
+    ``precision`` is PipelineConfig.precision. With ``lnet`` and a ``cam_prior`` above 0
+    (one weight, or one per class: models.cam_prior.prior_weights) the mean is re-weighted
+    by L-Net's standardised CAMs (models/cam_prior.py) before the discriminator and the
+    argmax see it.
     """
     for module in [*segmenters, *([disc] if disc is not None else [])]:
         module.eval()
@@ -92,7 +93,7 @@ def iter_ensemble(
         real = torch.zeros(n, *size) if disc is not None else None
         rows = _rows_by_box(shapes[start : start + n], size) if shapes else {size: list(range(n))}
         prior = None
-        if lnet is not None and cam_prior > 0:
+        if lnet is not None and applies(cam_prior):
             inside = (
                 valid_mask(shapes[start : start + n], size[0]).to(device)
                 if shapes
@@ -160,7 +161,7 @@ def label_images(
     zoom: float = 1.0,
     precision: str = "auto",
     lnet: LNet | None = None,
-    cam_prior: float = 0.0,
+    cam_prior: float | Tensor = 0.0,
     on_progress: Callable[[float], None] | None = None,
 ) -> list[Prediction]:
     """Final masks, confidences, region scores and budget signals at original size."""
@@ -241,9 +242,16 @@ class Predictor:
         self.disc = build_discriminator(
             self.num_classes, self.cfg, self.device, model_state["disc"]
         )
+        # weights saved before the weak categories were recorded: one weight for all
+        self.prior = prior_weights(
+            self.num_classes,
+            self.cfg.cam_prior,
+            model_state.get("weak_classes", []),
+            self.cfg.cam_prior_weak,
+        )
         self.lnet = (
             build_lnet(self.num_classes, self.cfg, self.device, model_state["lnet"])
-            if self.cfg.cam_prior > 0
+            if applies(self.prior)
             else None
         )
 
@@ -267,7 +275,7 @@ class Predictor:
             zoom=self.cfg.inference_zoom,
             precision=self.cfg.precision,
             lnet=self.lnet,
-            cam_prior=self.cfg.cam_prior,
+            cam_prior=self.prior,
         )
 
 

@@ -272,6 +272,7 @@ def _result(
             **{n: current[n] for n in ("s_a", "s_b", "disc")},
             "num_classes": ctx.num_classes,
             "has_background": ctx.has_background,
+            "weak_classes": ctx.weak,  # their CAM prior weight is scaled (cam_prior_weak)
             # the weight the delivered masks used (fitted where cam_prior_fit=holdout)
             "config": {**ctx.cfg.to_dict(), "cam_prior": final.get("cam_prior", ctx.cfg.cam_prior)},
         },

@@ -98,7 +98,10 @@ class TargetPrediction:
 
 
 def predict_targets(
-    ctx: PipelineContext, nets: SegmenterNets, lnet: LNet | None = None, cam_prior: float = 0.0
+    ctx: PipelineContext,
+    nets: SegmenterNets,
+    lnet: LNet | None = None,
+    cam_prior: float | Tensor = 0.0,
 ) -> TargetPrediction:
     """Ensemble prediction of every target image (with L-Net's CAM prior at weight
     ``cam_prior`` where ``lnet`` is given: models/cam_prior.py)."""

@@ -352,7 +352,7 @@ def teacher_with_prior(
     weight, scores = _prior_weight(ctx, nets, prior_net)
     report: dict[str, Any] = {"cam_prior": weight, "cam_prior_fit": scores}
     if weight > 0:
-        pred = predict_targets(ctx, nets, prior_net, weight)
+        pred = predict_targets(ctx, nets, prior_net, ctx.prior_weights(weight))
         teacher = {**teacher, "labels": pred.labels}
         if "pseudo" in teacher:  # pnet_labels=filtered
             teacher["pseudo"], teacher["weight"], _, _ = filter_pseudo_labels(ctx, pred)
@@ -390,7 +390,7 @@ def predict_stage(
         zoom=ctx.cfg.inference_zoom,
         precision=ctx.cfg.precision,
         lnet=prior_net,
-        cam_prior=weight,
+        cam_prior=ctx.prior_weights(weight),
         on_progress=lambda f: progress(0.9 * f, {}),
     )
     budget = rank_for_annotation(
