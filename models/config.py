@@ -199,8 +199,8 @@ class PipelineConfig:
         "ran: the transferred labels (weak_labels) wherever they name such a category "
         "(transfer), or the supervised nets wherever they name a category their masks "
         "taught them, the ones partial masks leave unpainted included (teacher: they "
-        "learned those from the completion or the candidates); transferred labels fill "
-        "the rest",
+        "learned those from the completion or the candidates), except where the "
+        "transferred labels name a category no mask taught them; those fill the rest",
     )
     zoom_min: float = _knob(
         1.0,

@@ -97,24 +97,46 @@ def apply_thresholds(labels: Tensor, confidence: Tensor, thresholds: Tensor) -> 
     return torch.where(keep, labels, torch.full_like(labels, IGNORE))
 
 
-def fuse_labels(
-    coarse: Tensor, supervised: Tensor, learned: list[int], *, transfer_wins: bool = True
-) -> Tensor:
+# A weak category counts as taught to a teacher only where its labels name it on at least
+# this share of the targets' pixels the transferred labels give it: MSRC transfer's
+# supervised nets named sheep, mountain and aeroplane on 0 % of the CAM's pixels of them
+# (their partial masks left them beside grass or water, the candidates loss let the nets
+# say those), every other weak category on 30-100 %.
+NAMED_SHARE = 0.1
+
+
+def named_classes(coarse: Tensor, labels: Tensor, taught: list[int], weak: list[int]) -> list[int]:
+    """``taught`` less the weak categories ``labels`` (a teacher's) name on under
+    NAMED_SHARE of the pixels ``coarse`` (the transferred labels) gives them; a category
+    the transferred labels never give stays.
+
+    Shape:
+        coarse, labels (N, H, W) uint8
+    """
+
+    def unnamed(k: int) -> bool:
+        given = coarse == k
+        return bool(given.any()) and float((labels[given] == k).float().mean()) < NAMED_SHARE
+
+    return [k for k in taught if k not in weak or not unnamed(k)]
+
+
+def fuse_labels(coarse: Tensor, supervised: Tensor, learned: list[int]) -> Tensor:
     """P-Net's pseudo labels from L-Net's transferred masks and the supervised segmenters.
 
-    The supervised segmenters (trained on human masks alone) win where they predict a class
-    the masks taught them (``learned``: strong categories, background when present), unless
-    L-Net puts a transferred (weak) category there and ``transfer_wins``; L-Net's label
-    stands everywhere else. On MSRC-style semi-supervised data every category is strong
-    and the supervised label map wins wholesale: it scores far above L-Net's
-    class-agnostic decoder there.
+    The supervised segmenters win where they predict a class they were taught (``learned``:
+    strong categories and background when present; with weak_source=teacher also the weak
+    categories partial masks taught them), unless L-Net puts a category outside
+    ``learned`` there: one the segmenters were never taught, so they cannot name it and
+    would call its pixels a neighbour (MSRC transfer's sheep, never in a human mask, went
+    to grass and ended at 0.00 val IoU). L-Net's label stands everywhere else. On
+    MSRC-style semi-supervised data every category is strong and the supervised label map
+    wins wholesale: it scores far above L-Net's class-agnostic decoder there.
 
     Shape:
         coarse (N, H, W) uint8 with 255, supervised (N, H, W) uint8 → (N, H, W) uint8
     """
     taught = torch.tensor(learned, dtype=torch.long)
     sup_ok = torch.isin(supervised.long(), taught)
-    if not transfer_wins:
-        return torch.where(sup_ok, supervised, coarse)
     lnet_weak = (coarse != IGNORE) & ~torch.isin(coarse.long(), taught)
     return torch.where(sup_ok & ~lnet_weak, supervised, coarse)

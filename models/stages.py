@@ -22,7 +22,7 @@ from models.label_transfer import transfer_labels
 from models.lnet import LNet
 from models.loader import Batches
 from models.networks import build_lnet, cpu_state
-from models.pseudo import allowed_classes, fuse_labels
+from models.pseudo import allowed_classes, fuse_labels, named_classes
 from models.self_training import (
     SegmenterNets,
     filter_pseudo_labels,
@@ -219,17 +219,20 @@ def _pnet_labels(
         weight = (coarse != 255).float()
     else:
         coarse = _weak_labels(cfg, lnet["cam"], coarse)
-        by_teacher = cfg.weak_source == "teacher"
-        learned = ctx.taught_classes if by_teacher else ctx.learned_classes
+        learned = (
+            named_classes(coarse, teacher["labels"], ctx.taught_classes, ctx.weak)
+            if cfg.weak_source == "teacher"
+            else ctx.learned_classes
+        )
         if "pseudo" in teacher:  # pnet_labels=filtered
             sup, sup_weight = teacher["pseudo"], teacher["weight"]
-            fused = fuse_labels(coarse, sup, learned, transfer_wins=not by_teacher)
+            fused = fuse_labels(coarse, sup, learned)
             from_sup = (fused == sup) & (sup != 255)
             taught = torch.isin(fused.long(), torch.tensor(learned))
             coarse = torch.where(~from_sup & taught, torch.full_like(fused, 255), fused)
             weight = torch.where(from_sup, sup_weight, (coarse != 255).float())
         else:
-            coarse = fuse_labels(coarse, teacher["labels"], learned, transfer_wins=not by_teacher)
+            coarse = fuse_labels(coarse, teacher["labels"], learned)
             weight = (coarse != 255).float()
     return ctx.segmenter_tensors(coarse, weight)
 

@@ -14,6 +14,7 @@ from models.pseudo import (
     constrain,
     flip_average,
     fuse_labels,
+    named_classes,
 )
 
 
@@ -112,10 +113,25 @@ def test_fused_labels_take_supervised_strong_and_lnet_weak() -> None:
     assert fused.dtype == torch.uint8
 
 
-def test_fused_labels_take_the_teacher_everywhere_it_was_taught_without_transfer_wins() -> None:
+def test_fused_labels_take_the_teacher_where_taught_and_lnet_where_it_never_was() -> None:
     """weak_source=teacher: the supervised map wins wherever it names a taught class (the
-    weak category 3 included once partial masks taught it); L-Net fills the rest."""
-    coarse = torch.tensor([[[1, 3, 255, 2, 3]]], dtype=torch.uint8)
-    supervised = torch.tensor([[[2, 1, 1, 3, 4]]], dtype=torch.uint8)
-    fused = fuse_labels(coarse, supervised, [1, 2, 3], transfer_wins=False)
-    assert fused.tolist() == [[[2, 1, 1, 3, 3]]]
+    weak category 3 included once partial masks taught it), but not where L-Net names the
+    category 4 no mask taught: the teacher cannot name it. L-Net fills the rest."""
+    coarse = torch.tensor([[[1, 3, 255, 2, 3, 4, 4]]], dtype=torch.uint8)
+    supervised = torch.tensor([[[2, 1, 1, 3, 4, 3, 255]]], dtype=torch.uint8)
+    fused = fuse_labels(coarse, supervised, [1, 2, 3])
+    assert fused.tolist() == [[[2, 1, 1, 3, 3, 4, 4]]]
+
+
+def test_a_teacher_is_taught_only_the_weak_categories_it_names() -> None:
+    """Weak category 3 is named by the teacher on 2 of the 4 pixels the transferred labels
+    give it, 4 on none of its 10 (the teacher calls them 2), 5 is never transferred: 4
+    leaves the teacher's classes, so the transferred labels win on it."""
+    coarse = torch.tensor([[[3, 3, 3, 3] + [4] * 10 + [2]]], dtype=torch.uint8)
+    teacher = torch.tensor([[[3, 3, 1, 1] + [2] * 10 + [2]]], dtype=torch.uint8)
+    assert named_classes(coarse, teacher, [1, 2, 3, 4, 5], [3, 4, 5]) == [1, 2, 3, 5]
+    # strong categories stay whatever the teacher says
+    assert named_classes(coarse, teacher, [1, 4], []) == [1, 4]
+    fused = fuse_labels(coarse, teacher, named_classes(coarse, teacher, [1, 2, 3, 4], [3, 4]))
+    assert fused[0, 0, 4:14].tolist() == [4] * 10
+    assert fused[0, 0, :4].tolist() == [3, 3, 1, 1]
