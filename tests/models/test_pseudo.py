@@ -124,14 +124,15 @@ def test_fused_labels_take_the_teacher_where_taught_and_lnet_where_it_never_was(
 
 
 def test_a_teacher_is_taught_only_the_weak_categories_it_names() -> None:
-    """Weak category 3 is named by the teacher on 2 of the 4 pixels the transferred labels
-    give it, 4 on none of its 10 (the teacher calls them 2), 5 is never transferred: 4
-    leaves the teacher's classes, so the transferred labels win on it."""
-    coarse = torch.tensor([[[3, 3, 3, 3] + [4] * 10 + [2]]], dtype=torch.uint8)
-    teacher = torch.tensor([[[3, 3, 1, 1] + [2] * 10 + [2]]], dtype=torch.uint8)
+    """Weak category 3: the transferred labels give it 4 pixels, the teacher names it on 2
+    (elsewhere); 4: given 10, named on none (the teacher calls them 2); 5 is never
+    transferred. 4 leaves the teacher's classes, so the transferred labels win on it."""
+    coarse = torch.tensor([[[3, 3, 3, 3] + [4] * 10 + [2, 2]]], dtype=torch.uint8)
+    teacher = torch.tensor([[[1, 1, 1, 1] + [2] * 10 + [3, 3]]], dtype=torch.uint8)
     assert named_classes(coarse, teacher, [1, 2, 3, 4, 5], [3, 4, 5]) == [1, 2, 3, 5]
     # strong categories stay whatever the teacher says
     assert named_classes(coarse, teacher, [1, 4], []) == [1, 4]
     fused = fuse_labels(coarse, teacher, named_classes(coarse, teacher, [1, 2, 3, 4], [3, 4]))
     assert fused[0, 0, 4:14].tolist() == [4] * 10
-    assert fused[0, 0, :4].tolist() == [3, 3, 1, 1]
+    assert fused[0, 0, :4].tolist() == [1, 1, 1, 1]
+    assert fused[0, 0, 14:].tolist() == [3, 3]
