@@ -322,11 +322,15 @@ def round_stage(
     return {**nets.state(), "labels": labels, "metrics": {f"round_{round_index}": metrics}}
 
 
+def _fits_prior(ctx: PipelineContext) -> bool:
+    """Whether the CAM prior's weight is fitted: cam_prior_fit=holdout and held-out masks."""
+    return ctx.cfg.cam_prior_fit == "holdout" and bool(ctx.holdout)
+
+
 def _prior_net(ctx: PipelineContext, lnet: dict[str, Any] | None) -> LNet | None:
     """L-Net (from its stage's state) for the CAM prior, or None where none applies."""
     cfg = ctx.cfg
-    fitting = cfg.cam_prior_fit == "holdout" and bool(ctx.holdout)
-    if lnet is None or not (cfg.cam_prior > 0 or fitting):
+    if lnet is None or not (cfg.cam_prior > 0 or _fits_prior(ctx)):
         return None
     return build_lnet(ctx.num_classes, cfg, ctx.device, lnet["lnet"])
 
@@ -336,12 +340,9 @@ def _prior_weight(
 ) -> tuple[float, dict[str, float]]:
     """The CAM prior's weight for ``nets``: cfg.cam_prior, or the one fitted on the held-out
     masks (cam_prior_fit=holdout), with every tried weight's held-out mIoU."""
-    cfg = ctx.cfg
-    if prior_net is None:
-        return cfg.cam_prior, {}
-    if cfg.cam_prior_fit == "holdout" and ctx.holdout:
+    if prior_net is not None and _fits_prior(ctx):
         return fit_weight(ctx, [nets.s_a, nets.s_b], prior_net)
-    return cfg.cam_prior, {}
+    return ctx.cfg.cam_prior, {}
 
 
 def teacher_with_prior(
