@@ -22,6 +22,9 @@ from models.config import PipelineConfig
 
 # Stages a later run may restore, in pipeline order.
 REUSABLE = ("lnet", "supervised")
+# Stages saved for offline re-scoring (e.g. a new delivery rule on P-Net's own nets), never
+# restored: P-Net's knobs are the ones a tuning run changes.
+KEPT = ("pnet",)
 
 # Knobs that neither L-Net nor the supervised stage reads: only P-Net, the rounds and
 # prediction of the targets after them. A run may differ from the saved one in these.
@@ -113,15 +116,15 @@ class StageStore:
         return load
 
     def saver(self, key: str, cfg: PipelineConfig) -> Callable[[str, dict], None]:
-        """save_stage hook: writes every reusable stage the run computes (atomically)."""
+        """save_stage hook: writes every reusable or kept stage the run computes (atomically)."""
         folder = self._folder(key)
 
         def save(name: str, state: dict[str, Any]) -> None:
-            if name not in REUSABLE or name in self.reuse:
+            if name not in REUSABLE + KEPT or name in self.reuse:
                 return
             folder.mkdir(parents=True, exist_ok=True)
-            if name == REUSABLE[0]:  # a new L-Net: what was saved after it is stale
-                _remove(folder / f"{n}.pt" for n in REUSABLE[1:])
+            stale = (REUSABLE + KEPT)[(REUSABLE + KEPT).index(name) + 1 :]
+            _remove(folder / f"{n}.pt" for n in stale)  # saved after this stage: not its own
             tmp = folder / f"{name}.pt.tmp"
             torch.save(state, tmp)
             tmp.replace(folder / f"{name}.pt")

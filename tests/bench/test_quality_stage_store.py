@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.bench.test_quality import run_quick, write_folder
 
@@ -24,13 +25,16 @@ def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, dict]:
     return folder, stages, run_quick(folder, *SEMI, "--stage-dir", str(stages))
 
 
-def test_a_run_keeps_its_early_stages(saved: tuple[Path, Path, dict]) -> None:
+def test_a_run_keeps_its_early_stages_and_pnets_nets(saved: tuple[Path, Path, dict]) -> None:
     _, stages, _ = saved
     assert {p.name for p in (stages / "semi").iterdir()} == {
         "lnet.pt",
         "supervised.pt",
+        "pnet.pt",  # kept for re-scoring offline, never restored
         "meta.json",
     }
+    pnet = torch.load(stages / "semi" / "pnet.pt", weights_only=False)
+    assert {"s_a", "s_b", "labels"} <= set(pnet) and "pnet" in pnet["metrics"]
 
 
 def test_a_later_run_restores_them_and_trains_only_what_follows(
