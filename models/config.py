@@ -261,11 +261,13 @@ class PipelineConfig:
     )
     partial_masks: str = _knob(
         "complete",
-        choices=("complete", "candidates", "as_is"),
+        choices=("complete", "candidates", "mixed", "as_is"),
         doc="human masks that leave some of their image's tags unpainted: label the "
         "unpainted pixels over those tags with L-Net (complete), train the segmenters to "
         "put them in one of those tags (or background where still open) without saying "
-        "which (candidates), or ignore them (as_is)",
+        "which (candidates), candidates except that L-Net labels the pixels of categories "
+        "no mask leaves out alone, which the nets could otherwise call a neighbour "
+        "(mixed), or ignore them (as_is)",
     )
     single_tag: str = _knob(
         "tags",

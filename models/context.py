@@ -201,10 +201,14 @@ class PipelineContext:
         return self._segmenter_rows(self._with_single_tags(), rows * repeats, [], none, none)
 
     def _with_single_tags(self) -> Tensor:
-        """``masks`` with each ``single_tag`` image's tag on all of its pixels."""
+        """The supervised stage's masks with each ``single_tag`` image's tag on all of its
+        pixels: the human masks, or under partial_masks=mixed the completed ones (L-Net's
+        labels of the entangled categories are what teaches those; ``complete`` keeps its
+        completion for P-Net only)."""
+        base = self.segmenter_masks if self.cfg.partial_masks == "mixed" else self.masks
         if not self.single_tag:
-            return self.masks
-        masks = self.masks.clone()
+            return base
+        masks = base.clone()
         for i in self.single_tag:
             (tag,) = self.data.tags[i]
             masks[i][self.valid[i]] = tag
@@ -235,7 +239,7 @@ class PipelineContext:
         order, size = masked + targets, self.cfg.image_size
         none = torch.full((len(masked), size, size), 255, dtype=torch.uint8)
         candidates = torch.zeros(len(order), self.num_classes + 1, dtype=torch.bool)
-        if self.cfg.partial_masks == "candidates" and self.partial:
+        if self.cfg.partial_masks in ("candidates", "mixed") and self.partial:
             rows = self.partial.candidates(self.num_classes)
             by_image = dict(zip(self.partial.indices, rows, strict=True))
             for row, i in enumerate(masked):

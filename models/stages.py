@@ -22,6 +22,7 @@ from models.label_transfer import transfer_labels
 from models.lnet import LNet
 from models.loader import Batches
 from models.networks import build_lnet, cpu_state
+from models.partial_masks import keep_classes
 from models.pseudo import allowed_classes, fuse_labels, named_classes
 from models.self_training import (
     SegmenterNets,
@@ -71,6 +72,10 @@ def lnet_stage(
     state: dict[str, Any] = {"lnet": cpu_state(lnet), "cam": cam, "coarse": coarse}
     if ctx.partial and cfg.partial_masks == "complete":
         state["completion"] = _complete_partial(ctx, lnet, cfg)
+    elif ctx.partial and cfg.partial_masks == "mixed":  # the rest keep their candidates
+        state["completion"] = keep_classes(
+            _complete_partial(ctx, lnet, cfg), ctx.partial.entangled()
+        )
     seconds = round(time.perf_counter() - started, 2)
     state["metrics"] = {
         "cam": ctx.evaluate(cam),

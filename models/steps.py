@@ -157,7 +157,7 @@ class LNetStep:
 
 def _unpainted(batch: dict[str, Tensor]) -> Tensor | None:
     """Pixels of partial human masks left unpainted, where the batch names candidates for
-    them (PipelineConfig.partial_masks=candidates); None when there are none."""
+    them (PipelineConfig.partial_masks=candidates or mixed); None when there are none."""
     candidates = batch.get("candidates")
     if candidates is None or not bool(candidates.any()):
         return None
