@@ -84,8 +84,10 @@ PROFILES: dict[str, Profile] = {
             pnet_start="relay",
             # transfer: the supervised nets learn the unpainted categories from the partial
             # masks ("one of the left-out tags") and teach P-Net them (MSRC transfer 74.9 %
-            # of full with both against 60.2 % without, session 21)
-            partial_masks="candidates",
+            # of full with both against 60.2 % without, session 21); L-Net labels the ones
+            # no mask leaves out alone (MSRC's aeroplane, mountain: 0.00 val IoU as
+            # candidates; supervised nets 0.678 -> 0.726 val at prior weight 3, session 23)
+            partial_masks="mixed",
             weak_source="teacher",
             # the delivered masks add L-Net's z-scored CAMs at the weight the held-out
             # masks pick (MSRC transfer's supervised nets: 3, val 0.562 -> 0.647, session 21)
@@ -100,7 +102,8 @@ PROFILES: dict[str, Profile] = {
         "supervised 20 / P-Net a relay of two students x 12 (continued at 0.25 lr, "
         "blended 0.5; cutmix, photometric; 200 batches at least) "
         "/ 1 round x 2 epochs, one seeded half for transfer, budget 32 masks, three "
-        "seed pairs of arms at supervised 3 / P-Net 2; partial masks as candidates taught on by "
+        "seed pairs of arms at supervised 3 / P-Net 2; partial masks as candidates (L-Net's "
+        "labels for categories never left out alone) taught on by "
         "the supervised nets (transfer); CAM prior weight fitted on the held-out masks",
     ),
     # A lent GPU: full resolution (MSRC's longer side is 320 px), wider, both halves.

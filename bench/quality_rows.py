@@ -168,7 +168,9 @@ def completion_rows(ds: Dataset, run: Run, key: str) -> list[dict[str, Any]]:
         ),
         make_row(
             key,
-            "partial masks: unpainted pixels completed (left-out tags)",
+            "partial masks: unpainted pixels completed (left-out tags)"
+            if cfg.partial_masks != "mixed"
+            else "partial masks: unpainted pixels completed (entangled categories only)",
             stage="completion",
             label=score(completed, unpainted, ds.num_classes, setting.strong, setting.weak),
             **common,

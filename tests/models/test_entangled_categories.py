@@ -4,29 +4,18 @@ out alone, whose pixels L-Net labels (models/partial_masks.py, PartialMasks.enta
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from models import LabelingData, PipelineConfig, run_pipeline
+from models import LabelingData, PipelineConfig
 from models.context import PipelineContext
-from models.errors import StopRequested
 from models.inference import predict
 from models.metrics import evaluate
 from models.partial_masks import PartialMasks, keep_classes
-from models.self_training import SegmenterNets, train_segmenters
+from tests.models.test_partial_masks import CFG, lnet_state, supervised_state
 from tests.synthetic import make_shapes_dataset, split_strong_weak
 
 STRONG = [1, 2]
 SHY = 4  # weak, and left unpainted only beside category 3
-CFG = PipelineConfig(
-    backbone="scratch",
-    image_size=48,
-    width=16,
-    batch_size=8,
-    epochs_lnet=15,
-    slic_segments=24,
-    device="cpu",
-)
 
 
 def test_entangled_categories_are_never_left_out_alone() -> None:
@@ -56,24 +45,11 @@ def _cfg(partial_masks: str) -> PipelineConfig:
     return PipelineConfig(**{**CFG.to_dict(), "partial_masks": partial_masks})
 
 
-def _lnet_state(data: LabelingData, cfg: PipelineConfig, holdout: list[int] | None = None) -> dict:
-    saved: dict[str, dict] = {}
-    with pytest.raises(StopRequested):
-        run_pipeline(
-            data,
-            cfg,
-            holdout=holdout,
-            save_stage=lambda name, state: saved.__setitem__(name, state),
-            should_stop=lambda: "lnet" in saved,
-        )
-    return saved["lnet"]
-
-
 def test_mixed_completes_only_the_entangled_categories() -> None:
     data, _ = _shy_data()
     ctx = PipelineContext.build(data, _cfg("mixed"), torch.device("cpu"))
     assert ctx.partial.entangled() == [SHY]
-    completion = _lnet_state(data, _cfg("mixed"))["completion"]
+    completion = lnet_state(data, _cfg("mixed"))["completion"]
     assert set(completion.unique().tolist()) == {SHY, 255}
     # the other unpainted pixels keep their candidate sets
     assert ctx.supervised_tensors()["candidates"].any()
@@ -85,19 +61,8 @@ def _shy_iou_of_supervised_nets(partial_masks: str) -> float:
     cfg = _cfg(partial_masks)
     ctx = PipelineContext.build(data, cfg, torch.device("cpu"), holdout=[])
     if partial_masks == "mixed":
-        ctx.use_completed(_lnet_state(data, cfg, holdout=[])["completion"])
-    nets = SegmenterNets.build(ctx, seed=0)
-    train_segmenters(
-        ctx,
-        nets,
-        ctx.supervised_tensors(),
-        epochs=8,
-        seed=3,
-        cross_thresholds=None,
-        on_progress=None,
-        should_stop=None,
-    )
-    state = {**nets.state(), "num_classes": 4, "has_background": True, "config": cfg.to_dict()}
+        ctx.use_completed(lnet_state(data, cfg, holdout=[])["completion"])
+    state = supervised_state(ctx)
     images, gts, tags = make_shapes_dataset(40, 48, seed=21, max_objects=3)
     preds = [p.mask for p in predict(state, images, tags, cfg)]
     return float(evaluate(preds, gts, 5, STRONG, [3, 4])["iou"][str(SHY)])

@@ -70,13 +70,14 @@ CFG = PipelineConfig(
 )
 
 
-def _lnet_state(data: LabelingData, cfg: PipelineConfig) -> dict:
+def lnet_state(data: LabelingData, cfg: PipelineConfig, holdout: list[int] | None = None) -> dict:
     """Run the pipeline up to its first stage and return that stage's saved state."""
     saved: dict[str, dict] = {}
     with pytest.raises(StopRequested):
         run_pipeline(
             data,
             cfg,
+            holdout=holdout,
             save_stage=lambda name, state: saved.__setitem__(name, state),
             should_stop=lambda: "lnet" in saved,
         )
@@ -93,7 +94,7 @@ def test_lnet_completes_unpainted_pixels_better_than_cams_over_all_tags() -> Non
     # Some masks leave two objects unpainted, so not every pixel has a single candidate.
     assert sum(len(t) > 1 for t in ctx.partial.tags) >= 3
     rows = ctx.partial.indices
-    state = _lnet_state(data, CFG)
+    state = lnet_state(data, CFG)
     completion = state["completion"]
     truth = prepare_masks([gts[i] for i in rows], CFG.image_size)
     painted = ctx.masks[rows]
@@ -185,6 +186,11 @@ def _weak_iou_of_supervised_nets(partial_masks: str) -> float:
     data, _ = _transfer_data()
     cfg = PipelineConfig(**{**CFG.to_dict(), "partial_masks": partial_masks})
     ctx = PipelineContext.build(data, cfg, torch.device("cpu"), holdout=[])
+    return weak_miou_on_unseen_images(supervised_state(ctx), cfg)
+
+
+def supervised_state(ctx: PipelineContext) -> dict:
+    """A predict()-able state of S_a + S_b trained 8 epochs on ``ctx``'s human masks."""
     nets = SegmenterNets.build(ctx, seed=0)
     train_segmenters(
         ctx,
@@ -196,8 +202,12 @@ def _weak_iou_of_supervised_nets(partial_masks: str) -> float:
         on_progress=None,
         should_stop=None,
     )
-    state = {**nets.state(), "num_classes": 4, "has_background": True, "config": cfg.to_dict()}
-    return weak_miou_on_unseen_images(state, cfg)
+    return {
+        **nets.state(),
+        "num_classes": ctx.num_classes,
+        "has_background": True,
+        "config": ctx.cfg.to_dict(),
+    }
 
 
 def weak_miou_on_unseen_images(state: dict, cfg: PipelineConfig) -> float:
