@@ -24,12 +24,14 @@ from app.imaging import decode_png_array
 from app.main import create_app
 from tests.fixtures.build import image_bytes, make_project, mask_bytes, stripes_mask, upload_ok
 from tests.fixtures.label_studio import saved_run
-from tests.fixtures.label_studio_server import LabelStudio
+from tests.fixtures.label_studio_server import START_TIMEOUT_S, LabelStudio
 from tests.fixtures.pseudo import finished_pipeline_job
 from tests.fixtures.server import ServerThread, bound_socket
 from worker.export_formats.brush_rle import encode_mask
 
-pytestmark = pytest.mark.slow
+# The first test also starts the server: let the fixture's own deadline (START_TIMEOUT_S)
+# be the one that fires, not the suite's 300 s (a busy machine took longer; session 23).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(START_TIMEOUT_S + 300)]
 CATEGORIES = ("cat", "dog", "bird")
 
 
